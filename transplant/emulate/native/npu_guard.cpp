@@ -42,7 +42,7 @@ void check_index(c10::DeviceIndex index) {
   TORCH_CHECK(
       index >= 0 && index < g_device_count,
       "Invalid device npu:", static_cast<int>(index), ", the emulator has ",
-      static_cast<int>(g_device_count), " device(s) (set TRANSPLANT_NPU_DEVICES to change it)");
+      static_cast<int>(g_device_count), " device(s) (set TRANSPLANT_NPU_COUNT to change it)");
 }
 
 // ---------------------------------------------------------------------------------------------
