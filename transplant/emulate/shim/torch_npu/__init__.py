@@ -1,0 +1,69 @@
+"""Stand-in for ``torch_npu`` on machines without an Ascend NPU (transplant's emulated NPU).
+
+``transplant run`` puts the directory above this package on ``sys.path``/``PYTHONPATH``, so a
+migrated script's ``import torch_npu`` activates the CPU-backed ``npu`` device (and the emulated
+``hccl`` backend) instead of failing. NPU-specific operators (``torch_npu.npu_*``) are not
+emulated and raise a clear error naming the operator.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import transplant.emulate as _emulate
+
+_emulate.activate()
+try:
+    import transplant.emulate.distributed  # noqa: F401  (registers the emulated hccl backend)
+except ImportError:  # the distributed part is optional
+    pass
+
+from transplant.emulate import device_module as npu  # noqa: E402  (after activation)
+
+__version__ = "2.13.0+transplant.emulated"
+__all__ = ["npu", "contrib", "is_emulated"]
+
+
+def is_emulated() -> bool:
+    """True: this torch_npu is transplant's CPU emulation, not the real Ascend runtime."""
+    return True
+
+
+class _NotEmulated(NotImplementedError):
+    pass
+
+
+def _not_emulated(name: str):
+    def op(*args, **kwargs):
+        raise _NotEmulated(
+            f"torch_npu.{name} is an Ascend-specific operator that the emulated NPU (transplant) does "
+            "not implement; express it with standard torch ops to run it here, or run on an NPU host."
+        )
+
+    op.__name__ = name
+    op.__qualname__ = name
+    return op
+
+
+class _ContribModule:
+    """``torch_npu.contrib``: only a placeholder under the emulator."""
+
+    @property
+    def transfer_to_npu(self):
+        raise NotImplementedError(
+            "torch_npu.contrib.transfer_to_npu is not available on the emulated NPU; use "
+            "`import transplant.auto` for the same automatic CUDA-to-NPU redirection."
+        )
+
+    def __getattr__(self, name: str):
+        raise NotImplementedError(f"torch_npu.contrib.{name} is not emulated by transplant.")
+
+
+contrib = _ContribModule()
+
+
+def __getattr__(name: str):
+    # Module-level __getattr__ (PEP 562): any torch_npu.npu_* operator is reported, not emulated.
+    if name.startswith("npu_") or name.startswith("_npu_"):
+        return _not_emulated(name)
+    raise AttributeError(f"module 'torch_npu' has no attribute {name!r} (not emulated by transplant)")

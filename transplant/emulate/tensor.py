@@ -1,0 +1,402 @@
+"""The emulated npu tensor: a wrapper subclass whose data is an ordinary CPU tensor.
+
+An ``NpuTensor`` reports ``device='npu:N'`` and carries the dispatch keys of a real backend
+(PrivateUse1, AutogradPrivateUse1, AutocastPrivateUse1), so autograd and autocast run above it
+exactly as for hardware. Every aten op that reaches the Python key lands in
+``NpuTensor.__torch_dispatch__``, which
+
+1. checks devices (the real "Expected all tensors to be on the same device" error),
+2. unwraps to the inner CPU tensors and maps a ``device='npu…'`` argument to ``cpu``,
+3. runs the op on CPU (drawing random numbers from the emulated device's generator),
+4. rewraps the outputs; in-place and ``out=`` ops return the caller's own wrapper objects, and
+   the wrapper's sizes/strides are re-synchronised after in-place metadata changes.
+
+The inner CPU tensor shares storage with the npu tensor: views keep aliasing, and in-place
+writes into ``unwrap(t)`` land in ``t`` (the emulated ``hccl`` backend relies on that).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+from torch.utils._pytree import tree_map
+
+from transplant.emulate import _state
+
+__all__ = ["NpuTensor", "wrap", "unwrap", "device_mismatch_error"]
+
+_CPU = torch.device("cpu")
+_Tensor = torch.Tensor
+# Ops that move data between devices, and index ops that accept CPU index tensors (as CUDA does).
+_MIXED_DEVICE_OPS = {
+    "copy_", "_to_copy", "_copy_from", "_copy_from_and_resize", "to", "is_same_size",
+    "_has_compatible_shallow_copy_type", "set_", "index", "index_put", "index_put_",
+    "_index_put_impl_", "_unsafe_index", "_unsafe_index_put", "lift_fresh",
+}
+_INDEX_OPS = {"index", "index_put", "index_put_", "_index_put_impl_", "_unsafe_index", "_unsafe_index_put"}
+_RESIZING_OPS = {"resize_", "resize_as_", "set_", "_resize_output_"}
+
+# Python implementations of ops that core only selects for non-CPU devices (the CPU build has no
+# kernel for them). Filled by transplant.emulate.kernels: {OpOverload: fn over CPU tensors}.
+CPU_REPLACEMENTS: Dict[Any, Callable[..., Any]] = {}
+
+
+def device_mismatch_error(first: str, second: str, func: Any) -> RuntimeError:
+    """The error torch raises on hardware when an op mixes devices."""
+    return RuntimeError(
+        "Expected all tensors to be on the same device, but found at least two devices, "
+        f"{first} and {second}! (when checking argument for {_op_name(func)})"
+    )
+
+
+def _op_name(func: Any) -> str:
+    schema = getattr(func, "_schema", None)
+    return schema.name if schema is not None else str(func)
+
+
+class _OpInfo:
+    """What __torch_dispatch__ needs to know about an op, computed once per OpOverload."""
+
+    __slots__ = ("mutated_returns", "resync", "mixed_ok", "index_op", "seeded", "has_generator", "replacement")
+
+    def __init__(self, func: Any) -> None:
+        schema = func._schema
+        name = func.overloadpacket.__name__
+        self.mixed_ok = name in _MIXED_DEVICE_OPS
+        self.index_op = name in _INDEX_OPS
+        self.seeded = torch.Tag.nondeterministic_seeded in func.tags
+        self.has_generator = any(a.name == "generator" for a in schema.arguments)
+        self.replacement = CPU_REPLACEMENTS.get(func)
+        # For every return that aliases a written argument: where that argument sits.
+        sources = []
+        any_alias = False
+        for ret in schema.returns:
+            info = ret.alias_info
+            if info is None or not info.is_write:
+                sources.append(None)
+                continue
+            any_alias = True
+            found = None
+            for pos, arg in enumerate(schema.arguments):
+                ainfo = arg.alias_info
+                if ainfo is not None and ainfo.is_write and ainfo.before_set == info.before_set:
+                    found = ("kw", arg.name, pos) if arg.kwarg_only else ("pos", arg.name, pos)
+                    break
+            sources.append(found)
+        self.mutated_returns = tuple(sources) if any_alias else None
+        is_out = any(a.kwarg_only and a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+        self.resync = (
+            torch.Tag.inplace_view in func.tags or name in _RESIZING_OPS or is_out
+        )
+
+
+_OP_INFO: Dict[Any, _OpInfo] = {}
+
+
+def _op_info(func: Any) -> _OpInfo:
+    info = _OP_INFO.get(func)
+    if info is None:
+        info = _OP_INFO[func] = _OpInfo(func)
+    return info
+
+
+class NpuTensor(torch.Tensor):
+    """A tensor on an emulated ``npu:N`` device, backed by the CPU tensor ``_elem``."""
+
+    _elem: torch.Tensor
+    _npu_index: int
+
+    @staticmethod
+    def __new__(cls, elem: torch.Tensor, index: int, requires_grad: bool = False) -> "NpuTensor":
+        r = _Tensor._make_wrapper_subclass(
+            cls,
+            elem.size(),
+            strides=elem.stride(),
+            storage_offset=elem.storage_offset(),
+            dtype=elem.dtype,
+            layout=elem.layout,
+            device=_state.devices[index],
+            requires_grad=requires_grad,
+        )
+        r._elem = elem
+        r._npu_index = index
+        return r
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        return _dispatch(func, args, kwargs)
+
+    # --- Python-side overrides of what torch refuses or gets wrong for subclasses ---------------
+    def __repr__(self, *, tensor_contents: Optional[str] = None) -> str:
+        return _repr(self)
+
+    def __format__(self, spec: str) -> str:
+        if self.dim() == 0:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
+    def tolist(self):
+        return self._elem.tolist()
+
+    def numpy(self, *, force: bool = False):
+        raise TypeError(
+            f"can't convert {self.device} device type tensor to numpy. "
+            "Use Tensor.cpu() to copy the tensor to host memory first."
+        )
+
+    def __array__(self, dtype=None, copy=None):
+        return self.numpy()
+
+    def data_ptr(self) -> int:
+        return self._elem.data_ptr()
+
+    def untyped_storage(self) -> torch.UntypedStorage:
+        return self._elem.untyped_storage()
+
+    def __deepcopy__(self, memo: dict) -> "NpuTensor":
+        if id(self) in memo:
+            return memo[id(self)]
+        with torch.no_grad():
+            new = NpuTensor(self._elem.clone(memory_format=torch.preserve_format), self._npu_index)
+        if getattr(self, "_is_param", False):
+            new = torch.nn.Parameter(new, requires_grad=self.requires_grad)
+        else:
+            new.requires_grad_(self.requires_grad)
+        if self.grad is not None:
+            new.grad = copy.deepcopy(self.grad, memo)
+        for key, value in self.__dict__.items():
+            if key not in ("_elem", "_npu_index", "_is_param"):
+                setattr(new, key, copy.deepcopy(value, memo))
+        memo[id(self)] = new
+        return new
+
+    def __reduce_ex__(self, proto: int):
+        # The on-disk format real torch_npu writes (see transplant.emulate.serialization).
+        from transplant.emulate import serialization
+
+        return serialization.reduce_npu_tensor(self)
+
+    @property
+    def data(self) -> "NpuTensor":  # type: ignore[override]
+        return NpuTensor(self._elem, self._npu_index)
+
+    @data.setter
+    def data(self, value: torch.Tensor) -> None:
+        if not isinstance(value, NpuTensor):
+            raise RuntimeError(
+                "data set to a tensor that requires gradients must be a leaf"
+                if value.requires_grad
+                else f"Attempted to call `variable.set_data(tensor)`, but `variable` and `tensor` have "
+                f"incompatible tensor type (npu vs {value.device.type})."
+            )
+        _Tensor.data.__set__(self, value)
+        self._elem = value._elem
+        self._npu_index = value._npu_index
+
+
+def wrap(cpu: torch.Tensor, index: int) -> NpuTensor:
+    """Return an npu tensor on ``npu:index`` whose data *is* ``cpu`` (shared storage, no copy)."""
+    return NpuTensor(cpu, index)
+
+
+def unwrap(t: torch.Tensor) -> torch.Tensor:
+    """The CPU tensor behind an npu tensor (shared storage); plain tensors are returned as is."""
+    return t._elem if isinstance(t, NpuTensor) else t
+
+
+def _repr(t: NpuTensor) -> str:
+    text = repr(t._elem.detach())
+    extra = [f"device='{t.device}'"]
+    if t.requires_grad and t.grad_fn is None:
+        extra.append("requires_grad=True")
+    elif t.grad_fn is not None:
+        extra.append(f"grad_fn=<{type(t.grad_fn).__name__}>")
+    # CPU repr is "tensor(DATA[, dtype=...])"; torch puts device first among the suffixes.
+    body = text[len("tensor(") : -1]
+    data, sep, rest = body.partition(", dtype=")
+    if not sep:
+        data, sep, rest = body.partition(", size=")
+    suffix = ", ".join([extra[0]] + ([sep.strip(", ") + rest] if sep else []) + extra[1:])
+    return f"tensor({data}, {suffix})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------------------------
+
+
+def _mismatch(func: Any, index: int, other: torch.Tensor) -> RuntimeError:
+    return device_mismatch_error(str(_state.devices[index]), str(other.device), func)
+
+
+_SHALLOW_COPY_CHECK = torch.ops.aten._has_compatible_shallow_copy_type.default
+
+
+def _dispatch(func, args, kwargs):
+    info = _OP_INFO.get(func)
+    if info is None:
+        if func is _SHALLOW_COPY_CHECK:
+            # `param.data = npu_tensor` cannot turn a CPU Parameter object into an NpuTensor, so
+            # Module._apply must build new Parameters instead of swapping data in place.
+            return isinstance(args[0], NpuTensor) == isinstance(args[1], NpuTensor)
+        info = _op_info(func)
+    index = -1
+    foreign = None
+    new_args = []
+    append = new_args.append
+    for a in args:
+        ta = type(a)
+        if ta is NpuTensor:
+            i = a._npu_index
+            if i != index:
+                if index < 0:
+                    index = i
+                else:
+                    raise device_mismatch_error(str(_state.devices[index]), str(_state.devices[i]), func)
+            append(a._elem)
+        elif ta is list or ta is tuple:
+            inner = []
+            for b in a:
+                if type(b) is NpuTensor:
+                    i = b._npu_index
+                    if i != index:
+                        if index < 0:
+                            index = i
+                        else:
+                            raise device_mismatch_error(
+                                str(_state.devices[index]), str(_state.devices[i]), func
+                            )
+                    inner.append(b._elem)
+                else:
+                    if foreign is None and isinstance(b, _Tensor) and not info.index_op and b.dim() != 0:
+                        foreign = b
+                    inner.append(b)
+            append(inner if ta is list else tuple(inner))
+        elif isinstance(a, _Tensor):
+            if isinstance(a, NpuTensor):  # a subclass of ours, e.g. nn.Parameter wrapping
+                append(a._elem)
+                i = a._npu_index
+                if index < 0:
+                    index = i
+                elif i != index:
+                    raise device_mismatch_error(str(_state.devices[index]), str(_state.devices[i]), func)
+                continue
+            if foreign is None and a.dim() != 0:
+                foreign = a
+            append(a)
+        else:
+            append(a)
+    out_index = index
+    wrap_outputs = True
+    if kwargs:
+        kwargs = dict(kwargs)
+        for key, v in kwargs.items():
+            tv = type(v)
+            if tv is NpuTensor:
+                i = v._npu_index
+                if index < 0:
+                    index = out_index = i
+                elif i != index:
+                    raise device_mismatch_error(str(_state.devices[index]), str(_state.devices[i]), func)
+                kwargs[key] = v._elem
+            elif tv is list or tv is tuple:
+                kwargs[key] = tv(unwrap(b) for b in v)
+                for b in v:
+                    if type(b) is NpuTensor and index < 0:
+                        index = out_index = b._npu_index
+            elif isinstance(v, _Tensor):
+                if foreign is None and v.dim() != 0:
+                    foreign = v
+            elif key == "device" and v is not None:
+                dev = torch.device(v) if not isinstance(v, torch.device) else v
+                if dev.type == _state.DEVICE_TYPE:
+                    out_index = _state.resolve_index(dev)
+                    kwargs[key] = _CPU
+                elif dev.type == "cpu":
+                    wrap_outputs = False
+    if foreign is not None and index >= 0 and not info.mixed_ok and foreign.device.type != "meta":
+        raise _mismatch(func, index, foreign)
+    if out_index < 0:
+        out_index = _state.current_index()
+
+    if info.replacement is not None:
+        result = info.replacement(*new_args, **(kwargs or {}))
+    elif info.seeded and not (kwargs and kwargs.get("generator") is not None):
+        result = _state.run_seeded(func, out_index, info.has_generator, new_args, kwargs or {})
+    elif kwargs:
+        result = func(*new_args, **kwargs)
+    else:
+        result = func(*new_args)
+
+    if info.mutated_returns is not None:
+        result = _mutated_result(info, args, kwargs, result, out_index)
+        return result
+    if not wrap_outputs:
+        return result
+    return _wrap_result(result, out_index)
+
+
+def _wrap_result(result, index):
+    tr = type(result)
+    if tr is _Tensor:
+        return NpuTensor(result, index)
+    if tr is tuple or tr is list:
+        return tr(_wrap_result(r, index) for r in result)
+    if isinstance(result, _Tensor) and result.device.type == "cpu":
+        return NpuTensor(result, index)
+    return result
+
+
+def _mutated_result(info: _OpInfo, args, kwargs, result, index):
+    """Return the caller's own objects for mutated arguments; wrap everything else."""
+    single = not isinstance(result, (tuple, list)) or len(info.mutated_returns) == 1 and not isinstance(
+        result, (tuple, list)
+    )
+    results = [result] if single else list(result)
+    out = []
+    for pos, src in enumerate(info.mutated_returns):
+        value = results[pos] if pos < len(results) else None
+        if src is None:
+            out.append(_wrap_result(value, index))
+            continue
+        kind, name, apos = src
+        original = kwargs.get(name) if kind == "kw" and kwargs else (args[apos] if apos < len(args) else kwargs.get(name))
+        if info.resync:
+            _resync_all(original)
+        out.append(original)
+    if info.resync and info.mutated_returns == ():
+        pass
+    if single:
+        return out[0] if out else result
+    return tuple(out)
+
+
+def _resync_all(obj) -> None:
+    if type(obj) is NpuTensor or isinstance(obj, NpuTensor):
+        resync(obj)
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            _resync_all(o)
+
+
+_CPU_KEYSET = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+_set_storage = torch.ops.aten.set_.source_Storage_storage_offset
+
+
+def resync(t: NpuTensor) -> None:
+    """Make the wrapper's sizes/strides/offset match its inner tensor after an in-place change."""
+    e = t._elem
+    if t.size() == e.size() and t.stride() == e.stride() and t.storage_offset() == e.storage_offset():
+        return
+    # Point the wrapper at a data-less npu storage big enough for the new geometry, using the CPU
+    # set_ kernel directly (the Python key would route back here).
+    nbytes = e.untyped_storage().nbytes()
+    storage = torch._C._construct_storage_from_data_pointer(0, t.device, nbytes)
+    with torch._C._DisableTorchDispatch():
+        _set_storage.redispatch(_CPU_KEYSET, t, storage, e.storage_offset(), e.size(), e.stride())
