@@ -199,7 +199,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
         _fail(f"bad rule file: {exc}")
 
     src_root = src.parent if src.is_file() else src
-    stdout = click.get_binary_stream("stdout")
+    stdout = getattr(sys.stdout, "buffer", None)  # diffs are bytes in the files' own encodings
     progress = _Progress(quiet)
 
     def on_file(result: FileResult) -> None:
@@ -209,8 +209,11 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
             if text:
                 if progress.bar is not None:
                     progress.bar.clear()
-                stdout.write(text)
-                stdout.flush()
+                if stdout is not None:
+                    stdout.write(text)
+                    stdout.flush()
+                else:
+                    click.echo(text.decode("utf-8", "replace"), nl=False)
 
     try:
         with _library_logging(quiet), _terminate_as_interrupt():

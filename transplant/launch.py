@@ -91,6 +91,8 @@ _TEMPLATE = """\
 set -euo pipefail
 
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+# The entry path is a literal file name: nothing in it is meant to expand.
+# shellcheck disable=SC2016
 default_entry=@DEFAULT_ENTRY@
 entry="${ENTRY_SCRIPT:-$default_entry}"
 if [[ -z "$entry" ]]; then

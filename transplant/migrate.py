@@ -274,14 +274,16 @@ def _atomic_symlink(target: Path, link_text: str) -> None:
 
 def _prepare_out_dirs(out: Path, dirs: list[str], out_existed: bool) -> None:
     """Create OUT's folders; refuse to write through a symlink already present in OUT."""
+    if out_existed:  # check everything before creating anything
+        for rel in dirs:
+            path = out / rel
+            if path.is_symlink():
+                raise MigrationError(f"OUT contains a symlink where SRC has a folder: {path} (remove it first)")
+            if path.exists() and not path.is_dir():
+                raise MigrationError(f"OUT contains a file where SRC has a folder: {path} (remove it first)")
     out.mkdir(parents=True, exist_ok=True)
     for rel in dirs:
-        path = out / rel
-        if out_existed and path.is_symlink():
-            raise MigrationError(f"OUT contains a symlink where SRC has a folder: {path} (remove it first)")
-        if out_existed and path.exists() and not path.is_dir():
-            raise MigrationError(f"OUT contains a file where SRC has a folder: {path} (remove it first)")
-        path.mkdir(exist_ok=True)
+        (out / rel).mkdir(exist_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""An interrupted run leaves whole files and no temporaries in OUT."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import PYTHON, REPO, UTILS_PY, write_tree
+
+
+def temporaries(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.name.startswith(".transplant-") or p.name.endswith(".tmp")]
+
+
+def assert_whole(src: Path, out: Path) -> None:
+    """Every file in OUT is complete: a byte copy of its source, or a rewrite that parses."""
+    for path in out.rglob("*"):
+        if path.is_dir() or path.is_symlink():
+            continue
+        rel = path.relative_to(out)
+        if not (src / rel).exists():
+            continue  # a report
+        if path.suffix == ".py":
+            ast.parse(path.read_bytes())
+        else:
+            assert path.read_bytes() == (src / rel).read_bytes(), rel
+
+
+def test_exception_mid_copy_leaves_no_partial_file(invoke, tmp_path: Path, monkeypatch) -> None:
+    big = os.urandom(3 << 20)
+    src = write_tree(tmp_path / "src", {"a.py": UTILS_PY, "blob.bin": big, "z.txt": b"z"})
+    real = shutil.copyfileobj
+
+    def half_then_fail(fsrc, fdst, length=0):
+        fdst.write(fsrc.read(len(big) // 2))
+        raise KeyboardInterrupt  # what Ctrl-C (or SIGTERM, via the CLI) raises mid-write
+
+    def copy(fsrc, fdst, length=0):
+        if fsrc.name.endswith("blob.bin"):
+            return half_then_fail(fsrc, fdst, length)
+        return real(fsrc, fdst, length)
+
+    monkeypatch.setattr(shutil, "copyfileobj", copy)
+    out = tmp_path / "out"
+    result = invoke("-i", src, "-o", out, "-j", "1")
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines() == ["transplant: error: interrupted; OUT is incomplete "
+                                                  "(every file in it is whole)"]
+    assert not (out / "blob.bin").exists()
+    assert temporaries(out) == []
+    assert_whole(src, out)
+
+
+def test_exception_at_rename_leaves_no_temporary(invoke, tmp_path: Path, monkeypatch) -> None:
+    src = write_tree(tmp_path / "src", {f"m{i}.py": UTILS_PY for i in range(6)})
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def flaky_replace(a, b, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(28, "No space left on device", str(b))
+        return real_replace(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    out = tmp_path / "out"
+    result = invoke("-i", src, "-o", out, "-j", "1")
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "No space left on device" in result.stderr
+    assert temporaries(out) == []
+    assert len(list(out.glob("m*.py"))) == 3
+    assert_whole(src, out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_killed_run_leaves_whole_files(tmp_path: Path, sig: signal.Signals) -> None:
+    files: dict[str, bytes] = {f"pkg{i % 7}/mod{i}.py": UTILS_PY * 20 for i in range(400)}
+    files.update({f"data/blob{i}.bin": os.urandom(1 << 20) for i in range(30)})
+    src = write_tree(tmp_path / "src", files)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen([PYTHON, "-m", "transplant", "-i", str(src), "-o", str(out), "-j", "2", "-q"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "data").exists() or not any((out / "data").iterdir()):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert b"interrupted" in stderr and b"Traceback" not in stderr
+    assert temporaries(out) == []
+    assert_whole(src, out)
+    assert len([p for p in out.rglob("*") if p.is_file()]) < len(files)  # it really was cut short

@@ -1,0 +1,106 @@
+"""The reports: exact headers (msFmkTransplt's first columns), rows, JSON, log."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from tests.cli.conftest import write_tree
+
+CHANGE_HEADER = ["File", "Start Line", "End Line", "Operation Type", "Message",
+                 "Column", "Rule", "Severity", "Before", "After"]
+UNSUPPORTED_HEADER = ["File", "Start Line", "End Line", "OP", "Tips", "Rule"]
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_empty_reports_have_headers(invoke, tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", {"a.py": b"x = 1\n"})
+    out = tmp_path / "out"
+    assert invoke("-i", src, "-o", out).exit_code == 0
+    assert (out / "change_list.csv").read_text() == ",".join(CHANGE_HEADER) + "\n"
+    assert (out / "unsupported_api.csv").read_text() == ",".join(UNSUPPORTED_HEADER) + "\n"
+    assert (out / "cuda_op_list.csv").read_text().splitlines()[0].startswith("File,Api")
+    report = json.loads((out / "transplant_report.json").read_text())
+    assert report["changes"] == [] and report["unsupported"] == [] and report["cuda_ops"] == []
+    assert report["tally"]["python"] == 1 and report["tally"]["unchanged"] == 1
+
+
+def test_change_rows(invoke, project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert invoke("-i", project, "-o", out).exit_code == 0
+    header, rows = read_csv(out / "change_list.csv")
+    assert header == CHANGE_HEADER
+    assert [r["File"] for r in rows] == sorted((r["File"] for r in rows), key=lambda f: f.split("/"))
+    set_device = [r for r in rows if r["Before"] == "torch.cuda.set_device" or
+                  r["Before"].startswith("torch.cuda.set_device")]
+    assert set_device, rows
+    row = set_device[0]
+    assert row["File"] == "train.py" and row["Start Line"] == "10" and row["Operation Type"] == "MODIFY"
+    assert row["Rule"].startswith("TP") and row["Severity"] in {"safe", "review"} and row["Message"]
+    assert "npu" in row["After"]
+    assert all(r["Operation Type"] in {"INSERT", "MODIFY", "DELETE"} for r in rows)
+    assert all(int(r["Start Line"]) <= int(r["End Line"]) for r in rows)
+    # Same rows in the JSON report.
+    report = json.loads((out / "transplant_report.json").read_text())
+    assert [{k: str(v) for k, v in row.items()} for row in report["changes"]] == rows
+    assert report["tally"]["changes"] == len(rows)
+
+
+def test_unsupported_rows_have_tips(invoke, tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", {"tools/mon.py": b"import pynvml\n\npynvml.nvmlInit()\n"})
+    out = tmp_path / "out"
+    assert invoke("-i", src, "-o", out).exit_code == 0
+    header, rows = read_csv(out / "unsupported_api.csv")
+    assert header == UNSUPPORTED_HEADER
+    assert rows and all(r["File"] == "tools/mon.py" for r in rows)
+    assert all(r["Tips"].strip() and r["Rule"].startswith("TP") for r in rows)
+    assert any("pynvml" in r["OP"] for r in rows)
+    report = json.loads((out / "transplant_report.json").read_text())
+    assert len(report["unsupported"]) == len(rows) == report["tally"]["unsupported"]
+
+
+def test_cuda_op_list(invoke, tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", {
+        "csrc/ext.cpp": b'#include <torch/extension.h>\nPYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {\n'
+                        b'  m.def("forward", &forward, "fwd");\n}\n',
+        "csrc/kernels.cu": b'TORCH_LIBRARY(myops, m) {\n  m.def("scale(Tensor x) -> Tensor");\n}\n'
+                           b'TORCH_LIBRARY_IMPL(myops, CUDA, m) {\n  m.impl("scale", &scale_cuda);\n}\n',
+        "README.md": b'm.def("not_source", f)\n',
+    })
+    out = tmp_path / "out"
+    assert invoke("-i", src, "-o", out).exit_code == 0
+    header, rows = read_csv(out / "cuda_op_list.csv")
+    assert header[:2] == ["File", "Api"]
+    assert [(r["File"], r["Api"]) for r in rows] == [
+        ("csrc/ext.cpp", "forward"), ("csrc/kernels.cu", "torch.ops.myops.scale")]
+    # The sources themselves are copied byte for byte.
+    assert (out / "csrc/kernels.cu").read_bytes() == (src / "csrc/kernels.cu").read_bytes()
+
+
+def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
+    write_tree(project, {"legacy.py": b"print 'py2'\n"})
+    out = tmp_path / "out"
+    assert invoke("-i", project, "-o", out, "--exclude", "README.md").exit_code == 0
+    report = json.loads((out / "transplant_report.json").read_text())
+    assert report["tool"] == "transplant"
+    assert report["entry"] == "train.py"
+    assert set(report["tally"]) >= {"files", "python", "changed", "unchanged", "skipped", "failed", "changes",
+                                    "unsupported", "native_ops"}
+    assert report["failed"] == [{"file": "legacy.py", "reason": report["failed"][0]["reason"]}]
+    assert report["skipped"] == [{"file": "README.md", "reason": "excluded by --exclude README.md"}]
+    log = (out / "transplant.log").read_text()
+    assert "CHANGED   train.py" in log and "FAILED    legacy.py" in log and "SKIPPED   README.md" in log
+    assert "tally: files=7" in log
+
+
+def test_report_paths_are_posix_relative(invoke, project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert invoke("-i", project, "-o", out).exit_code == 0
+    _, rows = read_csv(out / "change_list.csv")
+    assert {r["File"] for r in rows} == {"train.py", "models/utils.py"}
