@@ -1,0 +1,109 @@
+"""The libcst rewriter: ``rewrite_source(bytes, path, ruleset) -> FileResult``.
+
+This module owns every per-file concern: encoding (PEP 263 cookie, UTF-8 BOM), line endings, the
+substring prefilter, parse failures, and the rule that an unchanged file is never re-emitted (libcst
+does not round-trip every file, so UNCHANGED means "copy the original bytes"). The rule kinds live in
+one small module each (``qualnames``, ``method``, ``literals``, ``arguments``, ``imports``); the
+traversal that drives them is in ``engine``; whole-module passes plug in through ``passes``.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from typing import Collection
+
+import libcst as cst
+
+from transplant.results import FileResult, Status
+from transplant.rules import RuleSet
+
+__all__ = ["rewrite_source", "decode_source"]
+
+# Heuristic only for the failure message: lines that parse in Python 2 but not in Python 3.
+_PY2_HINT = re.compile(rb"^\s*(print\s+[^\s(=]|exec\s+[\"']|except\s+[\w.]+\s*,\s*\w+\s*:)", re.M)
+
+
+class SourceError(Exception):
+    """The bytes cannot be decoded as Python source."""
+
+
+def decode_source(source: bytes) -> tuple[str, str]:
+    """(text, encoding) following PEP 263 and a UTF-8 BOM; ``encoding`` re-encodes the output."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    except SyntaxError as exc:
+        raise SourceError(f"bad encoding declaration: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+    try:
+        return source.decode(encoding), encoding
+    except (UnicodeDecodeError, LookupError) as exc:
+        line = source[: getattr(exc, "start", 0)].count(b"\n") + 1
+        raise SourceError(f"line {line}: cannot decode as {encoding}: {exc}") from exc
+
+
+def _split_tail(text: str) -> tuple[str, str]:
+    """Split off trailing whitespace-only lines, which libcst's native parser does not round-trip."""
+    stripped = text.rstrip(" \t\f\r\n")
+    if len(stripped) == len(text):
+        return text, ""
+    cut = len(stripped)
+    newline = text.find("\n", cut)
+    if newline < 0:
+        return text, ""
+    return text[: newline + 1], text[newline + 1:]
+
+
+def _failure(path: str, reason: str) -> FileResult:
+    return FileResult(path=path, status=Status.FAILED, reason=reason)
+
+
+def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
+                   project_modules: Collection[str] = ()) -> FileResult:
+    """Rewrite one Python file's bytes with ``ruleset``.
+
+    ``path`` is used in messages and rows (POSIX, relative to SRC). ``project_modules`` are the
+    top-level module names defined by the project being migrated (so ``import my_ops_cuda`` of the
+    project's own module is not reported as a compiled CUDA extension).
+
+    Returns CHANGED (with ``new_source`` in the file's own encoding and line endings), UNCHANGED
+    (copy the original bytes; possibly with unsupported rows), or FAILED (undecodable or unparsable;
+    ``reason`` names ``path:line``).
+    """
+    if not ruleset.may_apply(source):
+        return FileResult(path=path, status=Status.UNCHANGED)
+    try:
+        text, encoding = decode_source(source)
+    except SourceError as exc:
+        return _failure(path, f"{path}: {exc}")
+    body, tail = _split_tail(text)
+    try:
+        module = cst.parse_module(body)
+    except cst.ParserSyntaxError as exc:
+        hint = " (Python 2 syntax?)" if _PY2_HINT.search(source) else ""
+        return _failure(path, f"{path}:{exc.raw_line}:{exc.raw_column + 1}: syntax error{hint}: {exc.message}")
+    except (RecursionError, MemoryError, ValueError) as exc:  # pathological inputs; never crash the run
+        return _failure(path, f"{path}:1: libcst could not parse the file: {type(exc).__name__}")
+
+    from transplant.rewrite.engine import analyse, apply
+
+    ctx = analyse(path, module, ruleset, frozenset(project_modules))
+    changes, unsupported = ctx.finish_rows()
+    if not ctx.has_edits():
+        return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
+    if module.code != body:
+        # The parser would not reproduce this file byte for byte: emitting it would change more than
+        # the rules did. Keep the file; the rows still tell the user what needs migrating.
+        return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,
+                          reason=f"{path}:1: libcst cannot reproduce this file losslessly; left unchanged")
+    new_text = apply(ctx).code + tail
+    if new_text == text:
+        return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
+    try:
+        new_source = new_text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        return _failure(path, f"{path}:1: the rewritten file cannot be encoded as {encoding}: {exc.reason}")
+    return FileResult(path=path, status=Status.CHANGED, new_source=new_source, changes=changes,
+                      unsupported=unsupported)

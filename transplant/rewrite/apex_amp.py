@@ -1,0 +1,543 @@
+"""apex.amp → native ``torch.amp`` on the ``'npu'`` device (rule kind ``apex_amp``).
+
+What the pass does, per file and all or nothing (a shape it cannot rewrite safely leaves every apex.amp
+use in place and reports each one with the reason):
+
+* ``model, optimizer = amp.initialize(model, optimizer, opt_level=..., loss_scale=...)`` goes; a
+  ``torch.amp.GradScaler('npu', ...)`` takes its place. When the call sits under ``if args.fp16:`` the
+  scaler is created just before that ``if`` with ``enabled=args.fp16``, so every later use works on both
+  branches (a disabled scaler passes losses and steps through unchanged).
+* ``with amp.scale_loss(loss, optimizer) as scaled_loss: scaled_loss.backward()`` →
+  ``scaler.scale(loss).backward()``.
+* ``optimizer.step()`` → ``scaler.step(optimizer)`` + ``scaler.update()``.
+* ``amp.master_params(optimizer)`` → the model's parameters, with ``scaler.unscale_(optimizer)`` before
+  the clipping statement when the optimizer step follows in the same block; when the clip runs on every
+  micro-step (gradient accumulation) unscaling is not allowed twice, so the clip threshold is multiplied by
+  ``scaler.get_scale()`` instead (the same clip, measured in scaled units).
+* The statements before the backward (forward pass and loss) are wrapped in
+  ``torch.autocast('npu', dtype=torch.float16)`` for O1/O2 (none for O0; O3 is reported).
+* ``amp.state_dict()`` / ``amp.load_state_dict(x)`` → the scaler's.
+* Imports of apex that end up unused are removed (with a ``try/except ImportError`` around them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import libcst as cst
+import libcst.matchers as m
+
+from transplant.results import Operation
+from transplant.rewrite import amp_common as c
+from transplant.rewrite.passes import register_pass
+
+APEX_AMP = "apex.amp"
+# Keyword arguments of amp.initialize that have no torch.amp counterpart (dropped, one review row).
+_DROPPED_INIT_KWARGS = ("cast_model_type", "patch_torch_functions", "keep_batchnorm_fp32", "master_weights",
+                        "num_losses", "verbosity", "min_loss_scale", "max_loss_scale", "combine_grad",
+                        "combine_ddp", "user_cast_preferred")
+_CLIP_FUNCTIONS = {"clip_grad_norm_": ("max_norm", 1), "clip_grad_norm": ("max_norm", 1),
+                   "clip_grad_value_": ("clip_value", 1)}
+# Calls that end a forward region: nothing before them belongs to this step's forward pass.
+_BARRIER_METHODS = {"backward", "step", "zero_grad", "update", "unscale_", "scale_loss"}
+
+
+class Abort(Exception):
+    """The file's apex.amp usage has a shape we do not rewrite; the message says why."""
+
+    def __init__(self, node: cst.CSTNode, reason: str) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.reason = reason
+
+
+@dataclass
+class InitSite:
+    call: cst.Call
+    stmt: cst.SimpleStatementLine
+    scope: Union[cst.FunctionDef, cst.Module]
+    models: list[cst.BaseExpression]
+    optimizers: list[cst.BaseExpression]
+    guards: list[cst.BaseExpression]
+    scaler: cst.BaseExpression = field(default_factory=lambda: cst.Name("scaler"))
+    autocast_dtype: Optional[str] = "float16"
+    autocast_enabled: Optional[cst.BaseExpression] = None
+    uses_self: bool = False
+
+
+@dataclass(frozen=True)
+class AmpRuleIds:
+    """Row ids: ``rewrite`` for each change, ``unsupported`` for uses left in place."""
+
+    rewrite: str
+    unsupported: str
+    tip: str = ("Rewrite by hand with torch.autocast('npu', dtype=torch.float16) around the forward pass and "
+                "torch.amp.GradScaler('npu') for scale(loss).backward() / step / update")
+
+
+def plan_apex_amp(module: cst.Module, ids: AmpRuleIds
+                  ) -> tuple[Optional[c.StatementEditor], Optional[c.Analysis], c.Findings]:
+    """Decide the apex.amp rewrite of one (original) module: the edits, or only rows saying why not."""
+    if "amp" not in module.code:
+        return None, None, c.Findings()
+    analysis = c.Analysis(module)
+    uses = list(analysis.uses_under(APEX_AMP))
+    if not uses:
+        return None, None, c.Findings()
+    planner = _Planner(analysis, ids)
+    try:
+        planner.plan(uses)
+    except Abort as abort:
+        findings = c.Findings()
+        for node, name in uses:
+            findings.unsupported.append(analysis.unsupported(
+                ids.unsupported, node, name, f"not rewritten: {abort.reason}. {ids.tip}"))
+        return None, analysis, findings
+    return planner.editor, analysis, planner.findings
+
+
+@register_pass("apex_amp")
+def apex_amp_pass(module: cst.Module, ctx, rules: list) -> None:
+    """Engine entry point for the ``apex_amp`` rule kind (see :mod:`transplant.rewrite.passes`)."""
+    rewrite = next((r for r in rules if r.data.get("role", "rewrite") == "rewrite"), None)
+    if rewrite is None:
+        return
+    report = next((r for r in rules if r.data.get("role") == "unsupported"), rewrite)
+    ids = AmpRuleIds(rewrite=rewrite.id, unsupported=report.id, tip=report.tip or AmpRuleIds.tip)
+    editor, analysis, findings = plan_apex_amp(module, ids)
+    if editor is not None and analysis is not None:
+        if any(row.after == "import torch" for row in findings.changes):
+            ctx.add_import("torch", rewrite)
+        editor.commit(ctx, analysis)
+    findings.emit(ctx)
+
+
+class _Planner:
+    def __init__(self, analysis: c.Analysis, ids: AmpRuleIds) -> None:
+        self.a = analysis
+        self.ids = ids
+        self.editor = c.StatementEditor()
+        self.findings = c.Findings()
+        self.consumed: set[int] = set()
+        self.sites: list[InitSite] = []
+        self.torch = c.torch_alias(analysis.module) or "torch"
+        self.needs_torch_import = c.torch_alias(analysis.module) is None
+        self.scaler_name = _free_name(analysis.module, ("scaler", "grad_scaler", "amp_scaler"))
+
+    # -- driver ------------------------------------------------------------------------------------
+    def plan(self, uses: list[tuple[cst.CSTNode, str]]) -> None:
+        calls: dict[str, list[tuple[cst.Call, cst.CSTNode]]] = {}
+        for node, name in uses:
+            parent = self.a.parent(node)
+            if not (isinstance(parent, cst.Call) and parent.func is node):
+                raise Abort(node, f"`{name}` is used as a value, not called")
+            calls.setdefault(name, []).append((parent, node))
+        known = {f"{APEX_AMP}.{n}" for n in ("initialize", "scale_loss", "master_params", "state_dict",
+                                             "load_state_dict")}
+        for name, found in calls.items():
+            if name not in known:
+                raise Abort(found[0][1], f"`{name}` has no native torch.amp counterpart")
+        if f"{APEX_AMP}.initialize" not in calls:
+            raise Abort(uses[0][0], "amp.initialize(...) is not in this file, so the scaler cannot be placed")
+        for call_node, _ in calls[f"{APEX_AMP}.initialize"]:
+            self.sites.append(self._plan_init(call_node))
+        scopes = [id(s.scope) for s in self.sites]
+        if len(set(scopes)) != len(scopes):
+            raise Abort(self.sites[-1].call, "amp.initialize is called twice in one function")
+        stepped: dict[int, list[cst.SimpleStatementLine]] = {}
+        for site in self.sites:
+            stepped[id(site)] = self._plan_steps(site)
+        for call_node, _ in calls.get(f"{APEX_AMP}.scale_loss", []):
+            self._plan_scale_loss(call_node)
+        for call_node, _ in calls.get(f"{APEX_AMP}.master_params", []):
+            self._plan_master_params(call_node, stepped)
+        for short in ("state_dict", "load_state_dict"):
+            for call_node, _ in calls.get(f"{APEX_AMP}.{short}", []):
+                self._plan_state(call_node, short)
+        if self.needs_torch_import and self.a.module.body:
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, self.a.module.body[0], Operation.INSERT,
+                "import torch for torch.amp/torch.autocast", "safe", after="import torch"))
+        c.plan_import_cleanup(self.a, self.editor, "apex", self.consumed, self.ids.rewrite, self.findings,
+                              "apex import removed: every apex.amp use was rewritten to torch.amp")
+
+    # -- amp.initialize ----------------------------------------------------------------------------
+    def _plan_init(self, call_node: cst.Call) -> InitSite:
+        stmt = self.a.statement_of(call_node)
+        if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
+                and isinstance(stmt.body[0], (cst.Assign, cst.Expr))):
+            raise Abort(call_node, "amp.initialize is not a plain assignment statement")
+        small = stmt.body[0]
+        if small.value is not call_node:  # type: ignore[union-attr]
+            raise Abort(call_node, "amp.initialize is part of a larger expression")
+        models_arg = c.call_arg(call_node, 0, "models")
+        optim_arg = c.call_arg(call_node, 1, "optimizers")
+        if models_arg is None or optim_arg is None:
+            raise Abort(call_node, "amp.initialize without an optimizer (inference-only use)")
+        if any(a.star for a in call_node.args):
+            raise Abort(call_node, "amp.initialize is called with *args/**kwargs")
+        models = _elements(models_arg.value)
+        optimizers = _elements(optim_arg.value)
+        if not all(c.is_simple_reference(e) for e in models + optimizers):
+            raise Abort(call_node, "amp.initialize's model/optimizer arguments are not plain names or attributes")
+        scope = self.a.scope_of(call_node)
+        guards, problem = c.enclosing_guards(self.a, stmt, scope)
+        if problem:
+            raise Abort(call_node, f"amp.initialize cannot be moved: {problem}")
+        if not all(c.is_pure_condition(g) for g in guards):
+            raise Abort(call_node, "the condition guarding amp.initialize has side effects")
+        site = InitSite(call=call_node, stmt=stmt, scope=scope, models=models, optimizers=optimizers,
+                        guards=guards)
+        site.uses_self = any(isinstance(e, cst.Attribute) and c.dotted_name_of(e).startswith("self.")
+                             for e in models + optimizers)
+        site.scaler = (cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.scaler_name)) if site.uses_self
+                       else cst.Name(self.scaler_name))
+
+        # Keyword arguments → scaler arguments and autocast dtype.
+        # initialize(models, optimizers=None, enabled=True, opt_level="O1", ...; loss_scale is keyword-only
+        # in practice, position -1 never matches a positional argument).
+        opt_level = c.call_arg(call_node, 3, "opt_level")
+        loss_scale = c.call_arg(call_node, -1, "loss_scale")
+        enabled = c.call_arg(call_node, 2, "enabled")
+        level = c.literal_value(opt_level.value) if opt_level is not None else "O1"
+        notes: list[str] = []
+        scaler_args: list[cst.Arg] = [cst.Arg(c.string("npu"))]
+        if level == "O3":
+            raise Abort(call_node, "opt_level O3 (pure float16 model) has no autocast equivalent")
+        if level == "O0":
+            site.autocast_dtype = None
+        elif level in ("O1", "O2"):
+            if level == "O2":
+                notes.append("O2 kept float32 master weights of a float16 model; autocast keeps the model in "
+                             "float32 and casts per operation")
+        else:
+            notes.append("opt_level is not a literal: O1/O2 assumed (float16 autocast); O0 would mean none")
+        if loss_scale is not None:
+            value = c.literal_value(loss_scale.value)
+            if value == "dynamic":
+                pass
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                scaler_args.append(c.kwarg("init_scale", cst.Float(repr(float(value)))))
+                scaler_args.append(c.kwarg("growth_interval", cst.BinaryOperation(
+                    left=cst.BinaryOperation(left=cst.Integer("2"), operator=cst.Power(), right=cst.Integer("31")),
+                    operator=cst.Subtract(whitespace_before=cst.SimpleWhitespace(" "),
+                                          whitespace_after=cst.SimpleWhitespace(" ")),
+                    right=cst.Integer("1"))))
+                notes.append(f"static loss_scale={value} became init_scale with growth disabled; unlike apex, "
+                             "an overflowing step is skipped and the scale halved")
+            else:
+                notes.append("loss_scale is not a literal: dynamic loss scaling (GradScaler defaults) used")
+        elif level == "O0":
+            pass
+        enabled_parts = list(guards)
+        if enabled is not None:
+            enabled_parts.append(enabled.value)
+        if level == "O0":
+            scaler_args.append(c.kwarg("enabled", cst.Name("False")))
+        elif enabled_parts:
+            scaler_args.append(c.kwarg("enabled", c.and_all(enabled_parts)))  # type: ignore[arg-type]
+        site.autocast_enabled = c.and_all(enabled_parts)
+        dropped = [a.keyword.value for a in call_node.args
+                   if a.keyword is not None and a.keyword.value in _DROPPED_INIT_KWARGS]
+        unknown = [a.keyword.value for a in call_node.args if a.keyword is not None and a.keyword.value not in
+                   _DROPPED_INIT_KWARGS + ("models", "optimizers", "opt_level", "loss_scale", "enabled")]
+        if unknown:
+            raise Abort(call_node, f"amp.initialize argument(s) {', '.join(unknown)} not understood")
+        if dropped:
+            notes.append(f"dropped apex-only argument(s) {', '.join(dropped)}")
+
+        scaler_stmt = c.assign_stmt(site.scaler, c.call(cst.Attribute(
+            value=c.dotted(f"{self.torch}.amp"), attr=cst.Name("GradScaler")), *scaler_args))
+        # The assignment's targets: keep a rebinding only when they differ from the arguments.
+        rebinding: Optional[cst.SimpleStatementLine] = None
+        if isinstance(small, cst.Assign):
+            if len(small.targets) != 1:
+                raise Abort(call_node, "chained assignment of amp.initialize")
+            target = small.targets[0].target
+            targets = _elements(target)
+            if len(targets) != len(models) + len(optimizers) and not (
+                    isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2):
+                raise Abort(call_node, "amp.initialize's result is unpacked in an unexpected way")
+            wanted = [models_arg.value, optim_arg.value]
+            if not (len(targets) == 2 and all(c.same_expr(self.a.module, t, w) for t, w in zip(targets, wanted))):
+                rebinding = stmt.with_changes(body=[small.with_changes(
+                    value=cst.Tuple(elements=[cst.Element(models_arg.value, comma=cst.Comma(
+                        whitespace_after=cst.SimpleWhitespace(" "))), cst.Element(optim_arg.value)],
+                        lpar=[], rpar=[]))])
+        message = "; ".join(["amp.initialize replaced by torch.amp.GradScaler('npu')"] + notes)
+        severity = "review" if notes else "safe"
+        if guards:
+            outer = c.outermost_statement(self.a, stmt, scope)
+            self.editor.before[outer].append(scaler_stmt)
+            if rebinding is None:
+                self.editor.remove(stmt)
+            else:
+                self.editor.replace_stmt[stmt] = lambda _u, r=rebinding: [r]
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, stmt, Operation.MODIFY, message, severity,
+                after=self.a.module.code_for_node(scaler_stmt).strip()))
+        else:
+            replacement = [scaler_stmt] + ([rebinding] if rebinding is not None else [])
+            self.editor.replace_stmt[stmt] = lambda upd, r=replacement: [
+                r[0].with_changes(leading_lines=upd.leading_lines)] + r[1:]
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, stmt, Operation.MODIFY, message, severity,
+                after=self.a.module.code_for_node(scaler_stmt).strip()))
+        self.consumed.add(id(stmt))
+        return site
+
+    # -- optimizer.step() --------------------------------------------------------------------------
+    def _region_functions(self, site: InitSite) -> list[cst.CSTNode]:
+        """Where ``site``'s scaler is visible: its function, or every method of its class for ``self.``."""
+        if site.uses_self and isinstance(site.scope, cst.FunctionDef):
+            owner = self.a.class_of(site.scope)
+            if owner is not None:
+                return [owner]
+        return [site.scope]
+
+    def _site_for(self, node: cst.CSTNode) -> InitSite:
+        for site in self.sites:
+            for region in self._region_functions(site):
+                if region is node or any(anc is region for anc in self.a.ancestors(node)):
+                    return site
+        raise Abort(node, "this use is outside the function (or class) that calls amp.initialize, where the "
+                          "scaler would not be visible")
+
+    def _plan_steps(self, site: InitSite) -> list[cst.SimpleStatementLine]:
+        found: list[cst.SimpleStatementLine] = []
+        for region in self._region_functions(site):
+            for stmt in m.findall(region, m.SimpleStatementLine(body=[m.Expr(m.Call(func=m.Attribute(
+                    attr=m.Name("step"))))])):
+                call_node = stmt.body[0].value  # type: ignore[union-attr]
+                receiver = call_node.func.value
+                if not any(c.same_expr(self.a.module, receiver, o) for o in site.optimizers):
+                    continue
+                if self._site_for(stmt) is not site:
+                    continue
+                if call_node.args:
+                    raise Abort(call_node, "optimizer.step(closure) cannot go through GradScaler.step")
+                found.append(stmt)
+        if not found:
+            raise Abort(site.call, "no `optimizer.step()` statement of the initialized optimizer was found")
+        last_in_suite: dict[int, cst.SimpleStatementLine] = {}
+        for stmt in found:
+            last_in_suite[id(self.a.parent(stmt))] = stmt
+        for stmt in found:
+            receiver = stmt.body[0].value.func.value  # type: ignore[union-attr]
+            new_call = c.method_call(site.scaler, "step", receiver)
+            self.editor.replace_stmt[stmt] = lambda upd, new_call=new_call: [upd.with_changes(
+                body=[upd.body[0].with_changes(value=new_call)])]
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, stmt, Operation.MODIFY, "optimizer step goes through the loss scaler", "safe",
+                after=self.a.module.code_for_node(new_call)))
+            self.consumed.add(id(stmt))
+            if last_in_suite[id(self.a.parent(stmt))] is stmt:
+                update = c.expr_stmt(c.method_call(site.scaler, "update"))
+                self.editor.after[stmt].append(update)
+                self.findings.changes.append(self.a.change(
+                    self.ids.rewrite, stmt, Operation.INSERT, "loss scale updated after the optimizer step",
+                    "safe", after=self.a.module.code_for_node(update).strip()))
+        return found
+
+    # -- amp.scale_loss ----------------------------------------------------------------------------
+    def _plan_scale_loss(self, call_node: cst.Call) -> None:
+        site = self._site_for(call_node)
+        with_item = self.a.parent(call_node)
+        with_stmt = self.a.parent(with_item) if isinstance(with_item, cst.WithItem) else None
+        if not isinstance(with_stmt, cst.With) or len(with_stmt.items) != 1 or with_stmt.asynchronous:
+            raise Abort(call_node, "amp.scale_loss is not the only item of a `with` statement")
+        item = with_stmt.items[0]
+        if item.asname is None or not isinstance(item.asname.name, cst.Name):
+            raise Abort(call_node, "amp.scale_loss without `as <name>`")
+        if not isinstance(with_stmt.body, cst.IndentedBlock):
+            raise Abort(call_node, "one-line `with amp.scale_loss(...)` body")
+        loss_arg = c.call_arg(call_node, 0, "loss")
+        if loss_arg is None:
+            raise Abort(call_node, "amp.scale_loss without a loss argument")
+        name = item.asname.name.value
+        scaled = c.method_call(site.scaler, "scale", loss_arg.value)
+        uses = [n for n in m.findall(with_stmt.body, m.Name(name))]
+        backward_receivers = [n for n in uses if m.matches(self.a.parent(n), m.Attribute(attr=m.Name("backward")))
+                              and self.a.parent(n).value is n]  # type: ignore[union-attr]
+        if uses and len(uses) == len(backward_receivers):
+            for n in backward_receivers:
+                self.editor.replace_expr[n] = lambda _u, s=scaled: s
+            prefix: list[cst.BaseStatement] = []
+        else:
+            prefix = [c.assign_stmt(cst.Name(name), scaled)]
+
+        def unwrap(upd: cst.CSTNode, prefix: list[cst.BaseStatement] = prefix) -> list[cst.BaseStatement]:
+            body = list(prefix) + list(upd.body.body)  # type: ignore[attr-defined]
+            body[0] = body[0].with_changes(leading_lines=list(upd.leading_lines) + list(body[0].leading_lines))
+            return body
+
+        self.editor.replace_stmt[with_stmt] = unwrap
+        self.consumed.add(id(with_stmt))
+        extra = [a.keyword.value for a in call_node.args if a.keyword is not None and a.keyword.value != "loss"]
+        note = f" (dropped {', '.join(extra)}: GradScaler unscales at step time)" if extra else ""
+        self.findings.changes.append(self.a.change(
+            self.ids.rewrite, with_stmt, Operation.MODIFY, "amp.scale_loss replaced by scaler.scale(loss)" + note,
+            "safe", after=self.a.module.code_for_node(scaled)))
+        self._plan_autocast(site, with_stmt)
+
+    def _plan_autocast(self, site: InitSite, backward_stmt: cst.BaseStatement) -> None:
+        if site.autocast_dtype is None:
+            return
+        # Climb out of ``if args.fp16: <scaled> else: loss.backward()`` to the loop/function body.
+        stmt: cst.BaseStatement = backward_stmt
+        while True:
+            suite = self.a.parent(stmt)
+            owner = self.a.parent(suite) if suite is not None else None
+            if isinstance(owner, cst.Else):
+                owner = self.a.parent(owner)
+            if isinstance(owner, cst.If):
+                while isinstance(self.a.parent(owner), cst.If):  # elif chain
+                    owner = self.a.parent(owner)
+                stmt = owner
+                continue
+            break
+        region = forward_region(self.a, stmt)
+        if region is None:
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, backward_stmt, Operation.MODIFY,
+                "no forward pass found in the block before the backward: autocast not inserted, run in float32",
+                "review", after=""))
+            return
+        first, last = region
+        if any(w.first is first for w in self.editor.wraps):
+            return
+        args: list[cst.Arg] = [cst.Arg(c.string("npu")),
+                               c.kwarg("dtype", c.dotted(f"{self.torch}.{site.autocast_dtype}"))]
+        if site.autocast_enabled is not None:
+            args.append(c.kwarg("enabled", site.autocast_enabled))
+        item = c.call(f"{self.torch}.autocast", *args)
+        self.editor.wraps.append(c.Wrap(first=first, last=last, item=item))
+        self.findings.changes.append(self.a.change(
+            self.ids.rewrite, first, Operation.INSERT, "forward pass and loss run under autocast (apex O1/O2)",
+            "review", after="with " + self.a.module.code_for_node(item) + ":"))
+
+    # -- amp.master_params -------------------------------------------------------------------------
+    def _plan_master_params(self, call_node: cst.Call, stepped: dict[int, list[cst.SimpleStatementLine]]) -> None:
+        site = self._site_for(call_node)
+        optim_arg = c.call_arg(call_node, 0, "optimizer")
+        if optim_arg is None:
+            raise Abort(call_node, "amp.master_params without an optimizer")
+        optimizer = optim_arg.value
+        if len(site.models) == 1:
+            params: cst.BaseExpression = c.method_call(site.models[0], "parameters")
+        else:
+            params = _param_groups_generator(optimizer)
+        self.editor.replace_expr[call_node] = lambda _u, p=params: p
+        self.consumed.add(id(call_node))
+        clip = self.a.parent(self.a.parent(call_node))
+        stmt = self.a.statement_of(call_node)
+        steps = stepped[id(site)]
+        suite = self.a.parent(stmt)
+        followed = isinstance(suite, (cst.IndentedBlock, cst.Module)) and any(
+            s in steps for s in suite.body[list(suite.body).index(stmt) + 1:])
+        if followed:
+            unscale = c.expr_stmt(c.method_call(site.scaler, "unscale_", optimizer))
+            self.editor.before[stmt].append(unscale)
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, call_node, Operation.MODIFY,
+                "amp.master_params replaced by the model's parameters; gradients unscaled before clipping", "safe",
+                after=self.a.module.code_for_node(unscale).strip() + "; ... " + self.a.module.code_for_node(params)))
+            return
+        if not isinstance(clip, cst.Call):
+            raise Abort(call_node, "amp.master_params is not an argument of a clipping call")
+        func_name = c.dotted_name_of(clip.func).rsplit(".", 1)[-1]
+        if func_name not in _CLIP_FUNCTIONS:
+            raise Abort(call_node, "amp.master_params is used outside gradient clipping")
+        keyword, position = _CLIP_FUNCTIONS[func_name]
+        threshold = c.call_arg(clip, position, keyword)
+        if threshold is None:
+            raise Abort(call_node, "the clipping threshold is not found")
+        scaled = cst.BinaryOperation(left=c.parenthesize(threshold.value), operator=cst.Multiply(
+            whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
+            right=c.method_call(site.scaler, "get_scale"))
+        self.editor.replace_expr[threshold.value] = lambda _u, s=scaled: s
+        self.findings.changes.append(self.a.change(
+            self.ids.rewrite, call_node, Operation.MODIFY,
+            "amp.master_params replaced by the model's parameters; this clip runs on every micro-step (no "
+            "optimizer step follows in its block), where unscale_ may only run once per step, so the threshold "
+            "is scaled by scaler.get_scale() instead (same clipping; the returned norm is in scaled units)",
+            "review", after=self.a.module.code_for_node(params) + ", " + self.a.module.code_for_node(scaled)))
+
+    # -- amp.state_dict / load_state_dict ----------------------------------------------------------
+    def _plan_state(self, call_node: cst.Call, method: str) -> None:
+        site = self._site_for(call_node)
+        new = call_node.with_changes(func=cst.Attribute(value=site.scaler, attr=cst.Name(method)))
+        self.editor.replace_expr[call_node] = lambda upd, s=site: upd.with_changes(  # type: ignore[attr-defined]
+            func=cst.Attribute(value=s.scaler, attr=cst.Name(method)))
+        self.consumed.add(id(call_node))
+        self.findings.changes.append(self.a.change(
+            self.ids.rewrite, call_node, Operation.MODIFY,
+            f"amp.{method} replaced by the GradScaler's (checkpoints written by apex hold a different layout)",
+            "review", after=self.a.module.code_for_node(new)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers shared with AMP insertion
+# --------------------------------------------------------------------------------------------------
+
+def is_barrier(node: cst.CSTNode) -> bool:
+    """Does the statement call backward/step/zero_grad/... (so it cannot belong to a forward region)?"""
+    for found in m.findall(node, m.Call(func=m.Attribute())):
+        if found.func.attr.value in _BARRIER_METHODS:  # type: ignore[attr-defined]
+            return True
+    return False
+
+
+def forward_region(analysis: c.Analysis, stmt: cst.BaseStatement
+                   ) -> Optional[tuple[cst.BaseStatement, cst.BaseStatement]]:
+    """The statements before ``stmt`` in its block, back to the previous backward/step/zero_grad.
+
+    These compute the forward pass and the loss that ``stmt`` back-propagates; None when there are none.
+    """
+    suite = analysis.parent(stmt)
+    if not isinstance(suite, (cst.IndentedBlock, cst.Module)):
+        return None
+    body = list(suite.body)
+    index = body.index(stmt)
+    start = index
+    while start > 0 and not is_barrier(body[start - 1]) and not _is_definition(body[start - 1]):
+        start -= 1
+    # Leading statements that only switch modes or move data are harmless inside autocast, but a region
+    # made only of docstrings/imports would not be a forward pass.
+    region = body[start:index]
+    if not any(m.findall(s, m.Call()) for s in region):
+        return None
+    return region[0], region[-1]
+
+
+def _is_definition(stmt: cst.BaseStatement) -> bool:
+    return isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) or (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and any(isinstance(s, (cst.Import, cst.ImportFrom, cst.Global, cst.Nonlocal)) for s in stmt.body))
+
+
+def _elements(node: cst.BaseExpression) -> list[cst.BaseExpression]:
+    if isinstance(node, (cst.List, cst.Tuple)):
+        return [e.value for e in node.elements]
+    return [node]
+
+
+def _param_groups_generator(optimizer: cst.BaseExpression) -> cst.GeneratorExp:
+    """``(p for group in OPT.param_groups for p in group["params"])``: exactly what apex.master_params yields."""
+    inner = cst.CompFor(target=cst.Name("p"), iter=cst.Subscript(value=cst.Name("group"), slice=[
+        cst.SubscriptElement(slice=cst.Index(value=c.string("params")))]))
+    outer = cst.CompFor(target=cst.Name("group"), iter=cst.Attribute(value=optimizer, attr=cst.Name("param_groups")),
+                        inner_for_in=inner)
+    return cst.GeneratorExp(elt=cst.Name("p"), for_in=outer)
+
+
+def _free_name(module: cst.Module, candidates: tuple[str, ...]) -> str:
+    used = c.names_in(module)
+    for name in candidates:
+        if name not in used:
+            return name
+    index = 2
+    while f"scaler{index}" in used:
+        index += 1
+    return f"scaler{index}"

@@ -1,0 +1,170 @@
+"""Per-file state shared by the rule kinds and the structural passes: detected edits and report rows.
+
+Rules *detect and record*; nothing is changed until every rule and pass has looked at the ORIGINAL
+tree. Then one transformer applies the recorded edits bottom-up, and report rows get their line
+numbers from positions of the original nodes, so every row refers to the original file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from transplant.results import Change, Operation, Unsupported
+from transplant.rewrite.names import ImportTable
+from transplant.rules import Rule, RuleSet
+
+# An edit receives the node with its children already rewritten and returns the replacement; a
+# statement may also become a FlattenSentinel (several statements) or RemovalSentinel.REMOVE.
+Edit = Callable[[cst.CSTNode], Union[cst.CSTNode, cst.FlattenSentinel, cst.RemovalSentinel]]
+
+
+@dataclass
+class _PendingChange:
+    node: Optional[cst.CSTNode]
+    line: int  # used when node is None (e.g. inserts at the top of the module)
+    rule: Rule
+    operation: Operation
+    message: str
+    before: str
+    after: str
+
+
+@dataclass
+class _PendingUnsupported:
+    node: Optional[cst.CSTNode]
+    line: int
+    rule: Rule
+    op: str
+    tip: str
+
+
+class FileContext:
+    """Everything a rule kind or a structural pass may ask about, or record for, one file."""
+
+    def __init__(self, path: str, module: cst.Module, ruleset: RuleSet, imports: ImportTable,
+                 project_modules: frozenset[str] = frozenset()) -> None:
+        self.path = path
+        self.module = module
+        self.ruleset = ruleset
+        self.options = ruleset.options
+        self.imports = imports
+        self.project_modules = project_modules
+        self.edits: dict[int, list[Edit]] = {}
+        self._edit_nodes: dict[int, cst.CSTNode] = {}
+        # ids of the ancestors of every edited node: the apply pass skips all other subtrees.
+        self.edit_ancestors: set[int] = set()
+        self.needs_full_apply = False
+        self.changes: list[_PendingChange] = []
+        self.unsupported: list[_PendingUnsupported] = []
+        self.required_imports: list[tuple[str, Rule]] = []  # (module, rule that needs it)
+        self.npu_needed_by: Optional[Rule] = None
+        self._positions: Optional[dict[cst.CSTNode, CodeRange]] = None
+        self._parents: Optional[dict[int, cst.CSTNode]] = None
+
+    # ----------------------------------------------------------------- lookups
+    def rule(self, rule_id: str) -> Optional[Rule]:
+        """The loaded rule with this id (None if it was not selected)."""
+        return self.ruleset.get(rule_id)
+
+    def qualified_name(self, node: cst.BaseExpression) -> Optional[str]:
+        """Import-resolved dotted name of a Name/Attribute chain (``tc.synchronize`` -> ``torch.cuda.synchronize``)."""
+        return self.imports.qualify(node)
+
+    def code(self, node: cst.CSTNode) -> str:
+        """Source text of an original node."""
+        return self.module.code_for_node(node)
+
+    def position(self, node: cst.CSTNode) -> CodeRange:
+        """Original-file position of an original node (1-based lines, 0-based columns)."""
+        if self._positions is None:
+            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+            self._positions = dict(wrapper.resolve(PositionProvider))
+        return self._positions[node]
+
+    def parent(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
+        """Parent of an original node (computed once per file, on first use)."""
+        if self._parents is None:
+            parents: dict[int, cst.CSTNode] = {}
+
+            class _Parents(cst.CSTVisitor):
+                def on_visit(self, n: cst.CSTNode) -> bool:
+                    for child in n.children:
+                        parents[id(child)] = n
+                    return True
+
+            self.module.visit(_Parents())
+            self._parents = parents
+        return self._parents.get(id(node))
+
+    # ----------------------------------------------------------------- recording
+    def replace(self, node: cst.CSTNode, edit: Edit, ancestors: Optional[Iterable[cst.CSTNode]] = None) -> None:
+        """Schedule ``edit`` for an original node. Several edits on one node run in registration order.
+
+        ``ancestors`` (the nodes on the path from the module down to ``node``) lets the apply pass skip
+        untouched subtrees; without them the parents are computed.
+        """
+        self.edits.setdefault(id(node), []).append(edit)
+        self._edit_nodes[id(node)] = node
+        self.edit_ancestors.add(id(node))
+        if ancestors is None:
+            walk: Optional[cst.CSTNode] = self.parent(node)
+            while walk is not None:
+                self.edit_ancestors.add(id(walk))
+                walk = self.parent(walk)
+        else:
+            self.edit_ancestors.update(id(a) for a in ancestors)
+
+    def record_change(self, node: Optional[cst.CSTNode], rule: Rule, message: str = "", *, before: str = "",
+                      after: str = "", operation: Operation = Operation.MODIFY, line: int = 0) -> None:
+        """One change_list.csv row for an original node (or an original ``line`` for inserts)."""
+        self.changes.append(_PendingChange(node, line, rule, operation, message or rule.message, before, after))
+        if rule.needs_torch_npu and self.npu_needed_by is None:
+            self.npu_needed_by = rule
+
+    def record_unsupported(self, node: Optional[cst.CSTNode], rule: Rule, op: str, tip: str = "", *, line: int = 0) -> None:
+        """One unsupported_api.csv row; ``tip`` defaults to the rule's tip."""
+        self.unsupported.append(_PendingUnsupported(node, line, rule, op, tip or rule.tip or rule.message))
+
+    def add_import(self, module: str, rule: Rule) -> None:
+        """Ask for ``import <module>`` (added after the first torch import unless already imported)."""
+        if all(m != module for m, _ in self.required_imports):
+            self.required_imports.append((module, rule))
+
+    # ----------------------------------------------------------------- results
+    def has_edits(self) -> bool:
+        return bool(self.edits)
+
+    def finish_rows(self) -> tuple[list[Change], list[Unsupported]]:
+        """Rows with original-file positions, sorted by position."""
+        changes: list[Change] = []
+        for c in self.changes:
+            line, end, col = self._where(c.node, c.line)
+            changes.append(Change(rule=c.rule.id, line=line, end_line=end, column=col, operation=c.operation,
+                                  message=c.message, severity=c.rule.severity, before=c.before, after=c.after))
+        unsupported: list[Unsupported] = []
+        for u in self.unsupported:
+            line, end, col = self._where(u.node, u.line)
+            unsupported.append(Unsupported(rule=u.rule.id, line=line, end_line=end, op=u.op, tip=u.tip, column=col))
+        changes.sort(key=lambda r: (r.line, r.column, r.rule))
+        unsupported.sort(key=lambda r: (r.line, r.column, r.rule))
+        return _dedupe(changes), _dedupe(unsupported)
+
+    def _where(self, node: Optional[cst.CSTNode], line: int) -> tuple[int, int, int]:
+        if node is None:
+            return line, line, 1
+        pos = self.position(node)
+        return pos.start.line, pos.end.line, pos.start.column + 1
+
+
+def _dedupe(rows: Sequence) -> list:  # type: ignore[type-arg]
+    seen = set()
+    out = []
+    for row in rows:
+        if row not in seen:
+            seen.add(row)
+            out.append(row)
+    return out

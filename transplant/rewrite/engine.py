@@ -1,0 +1,170 @@
+"""One combined traversal per file: every rule kind detects and records; then one pass applies.
+
+Order per file:
+1. ``ImportTable`` from the statements (cheap; no scope analysis).
+2. One ``_Detector`` traversal. It keeps the ancestor stack and dispatches each node type to the kind
+   handlers that asked for it; a pure ``a.b.c`` chain is handled as one unit and not descended into.
+3. Kind handlers decide what needs the whole file (data flow of device variables, ``is_cuda`` guards).
+4. Structural passes (``transplant.rewrite.passes``) look at the original tree and record their edits.
+5. The ``import`` kind adds ``import torch_npu`` / requested imports.
+6. Only if something was recorded: positions of the reported nodes (original file) and one
+   ``_Applier`` traversal that visits only the ancestors of edited nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import libcst as cst
+
+from transplant.rewrite import passes
+from transplant.rewrite.arguments import ArgumentRules
+from transplant.rewrite.context import FileContext
+from transplant.rewrite.imports import ImportEdits
+from transplant.rewrite.literals import LiteralSlots
+from transplant.rewrite.method import MethodRenames
+from transplant.rewrite.names import ImportTable, dotted_name
+from transplant.rewrite.qualnames import QualifiedNames
+from transplant.rules import RuleSet
+
+Handler = Callable[..., Optional[bool]]
+
+
+class _Detector(cst.CSTVisitor):
+    """Dispatches nodes to kind handlers while keeping the ancestor stack."""
+
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.stack: list[cst.CSTNode] = []
+        self.names = QualifiedNames(ctx)
+        self.methods = MethodRenames(ctx)
+        self.literals = LiteralSlots(ctx)
+        self.arguments = ArgumentRules(ctx, self.names.index)
+        self.dispatch: dict[type, Handler] = {
+            cst.Attribute: self._attribute,
+            cst.Name: self._name,
+            cst.Import: self._import,
+            cst.ImportFrom: self._import_from,
+            cst.Call: self._call,
+            cst.SimpleString: self._string,
+            cst.FormattedString: self._fstring,
+            cst.If: self._if,
+            cst.FunctionDef: self._funcdef,
+            cst.Param: self._param,
+            cst.Decorator: self._decorator,
+        }
+
+    # libcst calls these for every node; keep them lean.
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        handler = self.dispatch.get(type(node))
+        descend = True
+        if handler is not None and handler(node) is False:
+            descend = False
+        self.stack.append(node)
+        return descend
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.stack.pop()
+
+    # ------------------------------------------------------------ handlers
+    def _attribute(self, node: cst.Attribute) -> Optional[bool]:
+        stack = self.stack
+        parent = stack[-1]
+        if isinstance(parent, cst.Attribute) and parent.value is node:
+            return None  # inside a chain whose top was handled
+        self.methods.attribute(node, stack)
+        dotted = dotted_name(node)
+        if dotted is None:
+            return None
+        self.names.chain(node, dotted, stack)
+        return False  # a pure chain holds nothing else to look at
+
+    def _name(self, node: cst.Name) -> Optional[bool]:
+        parent = self.stack[-1]
+        if isinstance(parent, cst.Attribute) or (isinstance(parent, cst.Arg) and parent.keyword is node):
+            return None
+        if isinstance(parent, (cst.FunctionDef, cst.ClassDef, cst.Param, cst.AssignTarget, cst.AsName)):
+            return None
+        self.names.name(node, self.stack)
+        return None
+
+    def _import(self, node: cst.Import) -> bool:
+        self.names.import_(node, self.stack)
+        return False
+
+    def _import_from(self, node: cst.ImportFrom) -> bool:
+        self.names.import_from(node, self.stack)
+        return False
+
+    def _call(self, node: cst.Call) -> None:
+        func = node.func
+        qual = self.ctx.imports.qualify(func) if isinstance(func, (cst.Name, cst.Attribute)) else None
+        self.literals.call(node, self.stack, qual)
+        self.arguments.call(node, self.stack, qual)
+
+    def _string(self, node: cst.SimpleString) -> None:
+        self.literals.string(node, self.stack)
+
+    def _fstring(self, node: cst.FormattedString) -> None:
+        self.literals.fstring(node, self.stack)
+
+    def _if(self, node: cst.If) -> None:
+        self.literals.if_chain(node, self.stack)
+
+    def _funcdef(self, node: cst.FunctionDef) -> None:
+        self.methods.definition(node.name.value)
+
+    def _param(self, node: cst.Param) -> None:
+        self.methods.definition(node.name.value)
+        self.literals.param(node, self.stack)
+
+    def _decorator(self, node: cst.Decorator) -> None:
+        self.arguments.decorator(node, self.stack)
+
+
+class _Applier(cst.CSTTransformer):
+    """Applies recorded edits bottom-up, visiting only ancestors of edited nodes."""
+
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__()
+        self.edits = ctx.edits
+        self.keep = None if ctx.needs_full_apply else ctx.edit_ancestors
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return self.keep is None or id(node) in self.keep
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+                 ) -> Union[cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel]:
+        edits = self.edits.get(id(original_node))
+        if not edits:
+            return updated_node
+        result: Union[cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel] = updated_node
+        for edit in edits:
+            if not isinstance(result, cst.CSTNode):
+                break  # removed/flattened: later edits on the same node no longer apply
+            result = edit(result)
+        return result
+
+
+def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: frozenset[str] = frozenset()) -> FileContext:
+    """Detect every edit and row for ``module`` (nothing applied yet)."""
+    ctx = FileContext(path, module, ruleset, ImportTable.from_module(module), project_modules)
+    detector = _Detector(ctx)
+    module.visit(detector)
+    detector.methods.finish()
+    detector.literals.finish()
+    for run_pass, rules in passes.passes_for(list(ruleset)):
+        run_pass(module, ctx, rules)
+    ImportEdits(ctx).finish()
+    return ctx
+
+
+def apply(ctx: FileContext) -> cst.Module:
+    """The module with every recorded edit applied."""
+    new = ctx.module.visit(_Applier(ctx))
+    assert isinstance(new, cst.Module)
+    return new
+
+
+__all__ = ["analyse", "apply"]

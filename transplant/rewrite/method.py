@@ -1,0 +1,66 @@
+"""Rule kind ``method``: attribute renames on any receiver (``x.cuda(...)`` -> ``x.npu(...)``, ``x.is_cuda`` -> ``x.is_npu``).
+
+The receiver is not type-checked (a static tool cannot know it is a tensor), with two guards: a receiver
+that is an imported module (``torch.cuda`` is a module, not a call of ``.cuda``) is left alone, and
+``is_cuda`` is left alone in a file that defines its own ``is_cuda`` attribute, method or parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import libcst as cst
+
+from transplant.rewrite.context import FileContext
+from transplant.rules import MethodRule
+
+
+class MethodRenames:
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+        self.calls: dict[str, tuple[str, MethodRule]] = {}
+        self.attributes: dict[str, tuple[str, MethodRule]] = {}
+        for rule in ctx.ruleset:
+            if isinstance(rule, MethodRule):
+                for old, new in rule.calls.items():
+                    self.calls.setdefault(old, (new, rule))
+                for old, new in rule.attributes.items():
+                    self.attributes.setdefault(old, (new, rule))
+        self.names = set(self.calls) | set(self.attributes)
+        self.pending: list[tuple[cst.Attribute, list[cst.CSTNode], str, MethodRule, str]] = []
+        self.user_defined: set[str] = set()  # attribute names the file defines itself
+
+    def attribute(self, node: cst.Attribute, stack: Sequence[cst.CSTNode]) -> None:
+        attr = node.attr.value
+        if attr not in self.names:
+            return
+        parent = stack[-1] if stack else None
+        if isinstance(parent, cst.AssignTarget) or (isinstance(parent, (cst.AnnAssign, cst.AugAssign)) and parent.target is node):
+            self.user_defined.add(attr)
+            return
+        if self.ctx.imports.qualify(node.value) is not None and isinstance(node.value, (cst.Name, cst.Attribute)):
+            # `torch.cuda`, `tc.cuda`: an attribute of an imported module is a module/function, not a method
+            return
+        is_call = isinstance(parent, cst.Call) and parent.func is node
+        if is_call and attr in self.calls:
+            new, rule = self.calls[attr]
+            self.pending.append((node, list(stack), new, rule, f".{attr}(...) -> .{new}(...)"))
+        elif attr in self.attributes:
+            new, rule = self.attributes[attr]
+            self.pending.append((node, list(stack), new, rule, f".{attr} -> .{new}"))
+
+    def definition(self, name: str) -> None:
+        """The file defines ``def name`` / a parameter ``name``: renaming its uses would break them."""
+        if name in self.attributes:
+            self.user_defined.add(name)
+
+    def finish(self) -> None:
+        for node, ancestors, new, rule, message in self.pending:
+            attr = node.attr.value
+            if attr in self.user_defined and attr in self.attributes and attr not in self.calls:
+                continue
+            self.ctx.replace(node, lambda u, _n=new: u.with_changes(attr=u.attr.with_changes(value=_n)),  # type: ignore[attr-defined]
+                             ancestors=ancestors)
+            before = self.ctx.code(node)
+            after = before[: len(before) - len(attr)] + new if before.endswith(attr) else new
+            self.ctx.record_change(node, rule, message, before=before, after=after)

@@ -1,0 +1,245 @@
+"""Rule kinds ``rename`` and ``unsupported`` (names): qualified names matched through imports and aliases.
+
+One longest-prefix index holds every rename key and every unsupported name, so a longer key always
+wins (``torch.cuda`` may be renamed while ``torch.cuda.nvtx`` is reported as unsupported). A key that
+covers an import's binding rewrites the import statement (``from torch.cuda.amp import autocast`` ->
+``from torch.amp import autocast``) and leaves the uses alone; a key below the binding rewrites the use
+(``torch.cuda.synchronize()`` -> ``torch.npu.synchronize()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import libcst as cst
+
+from transplant.results import Operation
+from transplant.rewrite.context import FileContext
+from transplant.rewrite.names import build_dotted, module_name
+from transplant.rules import RenameRule, Rule, RuleSet, UnsupportedRule
+
+
+@dataclass(frozen=True)
+class NameHit:
+    key: str
+    rule: Rule
+    target: Optional[str]  # None: unsupported
+    tip: str
+
+    def renamed(self, qualname: str) -> str:
+        assert self.target is not None
+        return self.target + qualname[len(self.key):]
+
+
+class NameIndex:
+    """Longest-prefix lookup over rename keys and unsupported names."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.entries: dict[str, NameHit] = {}
+        for rule in ruleset:
+            if isinstance(rule, RenameRule):
+                for key, target in rule.map.items():
+                    self.entries.setdefault(key, NameHit(key, rule, target, ""))
+        for rule in ruleset:
+            if isinstance(rule, UnsupportedRule):
+                for key, tip in rule.names.items():
+                    # An unsupported name beats a rename of the very same key: never invent an API.
+                    self.entries[key] = NameHit(key, rule, None, rule.tip_for(tip))
+        self.roots = {k.split(".", 1)[0] for k in self.entries}
+
+    @classmethod
+    def of(cls, ruleset: RuleSet) -> "NameIndex":
+        index = ruleset.cache.get("name_index")
+        if index is None:
+            index = ruleset.cache["name_index"] = cls(ruleset)
+        return index  # type: ignore[return-value]
+
+    def lookup(self, qualname: str) -> Optional[NameHit]:
+        if qualname.split(".", 1)[0] not in self.roots:
+            return None
+        name = qualname
+        while True:
+            hit = self.entries.get(name)
+            if hit is not None:
+                return hit
+            cut = name.rfind(".")
+            if cut < 0:
+                return None
+            name = name[:cut]
+
+    def rename_of(self, qualname: str) -> str:
+        """``qualname`` after renaming (itself when no rename applies)."""
+        hit = self.lookup(qualname)
+        return hit.renamed(qualname) if hit is not None and hit.target is not None else qualname
+
+
+def _covers(key: str, name: str) -> bool:
+    return name == key or name.startswith(key + ".")
+
+
+class QualifiedNames:
+    """Handler for chains, bare names and import statements."""
+
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+        self.index = NameIndex.of(ctx.ruleset)
+        self.suffix_rules = [r for r in ctx.ruleset if isinstance(r, UnsupportedRule) and r.module_suffixes]
+
+    # ------------------------------------------------------------ uses
+    def chain(self, node: Union[cst.Attribute, cst.Name], dotted: str, stack: Sequence[cst.CSTNode]) -> None:
+        imports = self.ctx.imports
+        root, _, _rest = dotted.partition(".")
+        binding = imports.binds(root)
+        if binding is None:
+            return
+        qual = binding + dotted[len(root):]
+        hit = self.index.lookup(qual)
+        if hit is None:
+            return
+        if hit.target is None:
+            self.ctx.record_unsupported(node, hit.rule, qual, hit.tip)
+            return
+        if _covers(hit.key, binding):
+            return  # the import statement that binds `root` is renamed instead
+        new_qual = hit.renamed(qual)
+        new_binding = self.index.rename_of(binding)
+        if new_qual.startswith(new_binding + "."):
+            new_text = root + new_qual[len(new_binding):]
+        else:
+            new_text = new_qual
+            new_root = new_qual.split(".", 1)[0]
+            if imports.binds(new_root) != new_root:
+                self.ctx.add_import(new_root, hit.rule)
+        if new_text == dotted:
+            return
+        self.ctx.replace(node, lambda updated, _t=new_text: _with_dotted(updated, _t), ancestors=stack)
+        self.ctx.record_change(node, hit.rule, f"{qual} -> {new_qual}", before=dotted, after=new_text)
+
+    def name(self, node: cst.Name, stack: Sequence[cst.CSTNode]) -> None:
+        """A bare name bound by ``from X import name``: report unsupported uses (imports are renamed)."""
+        binding = self.ctx.imports.binds(node.value)
+        if binding is None or "." not in binding:
+            return
+        hit = self.index.lookup(binding)
+        if hit is not None and hit.target is None:
+            self.ctx.record_unsupported(node, hit.rule, binding, hit.tip)
+
+    # ------------------------------------------------------------ imports
+    def import_(self, node: cst.Import, stack: Sequence[cst.CSTNode]) -> None:
+        new_aliases = []
+        changed = []
+        for alias in node.names:
+            name = module_name(alias.name)  # type: ignore[arg-type]
+            self._suffix_check(alias, name)
+            hit = self.index.lookup(name)
+            if hit is None:
+                new_aliases.append(alias)
+                continue
+            if hit.target is None:
+                self.ctx.record_unsupported(alias, hit.rule, name, hit.tip)
+                new_aliases.append(alias)
+                continue
+            new = hit.renamed(name)
+            new_aliases.append(alias.with_changes(name=build_dotted(new)))
+            changed.append((hit, name, new))
+        if not changed:
+            return
+
+        def edit(updated: cst.CSTNode, _aliases=new_aliases) -> cst.CSTNode:
+            assert isinstance(updated, cst.Import)
+            return updated.with_changes(names=_aliases)
+
+        self.ctx.replace(node, edit, ancestors=stack)
+        for hit, old, new in changed:
+            self.ctx.record_change(node, hit.rule, f"import {old} -> import {new}", before=f"import {old}", after=f"import {new}")
+
+    def import_from(self, node: cst.ImportFrom, stack: Sequence[cst.CSTNode]) -> None:
+        if node.relative:
+            return
+        mod = module_name(node.module)
+        self._suffix_check(node, mod)
+        if isinstance(node.names, cst.ImportStar):
+            hit = self.index.lookup(mod)
+            if hit is None:
+                return
+            if hit.target is None:
+                self.ctx.record_unsupported(node, hit.rule, mod, hit.tip)
+                return
+            new_mod = hit.renamed(mod)
+            self.ctx.replace(node, lambda u, _m=new_mod: u.with_changes(module=build_dotted(_m)), ancestors=stack)
+            self.ctx.record_change(node, hit.rule, f"from {mod} import * -> from {new_mod} import *",
+                                   before=f"from {mod} import *", after=f"from {new_mod} import *")
+            return
+        groups: dict[str, list[cst.ImportAlias]] = {}
+        kept: list[cst.ImportAlias] = []
+        rows = []
+        for alias in node.names:
+            name = alias.evaluated_name
+            qual = f"{mod}.{name}"
+            hit = self.index.lookup(qual)
+            if hit is None or hit.target is None:
+                if hit is not None:
+                    self.ctx.record_unsupported(alias, hit.rule, qual, hit.tip)
+                kept.append(alias)
+                continue
+            new_qual = hit.renamed(qual)
+            new_mod, _, new_name = new_qual.rpartition(".")
+            if not new_mod:
+                kept.append(alias)  # renamed to a top-level module: cannot be a from-import; leave it
+                continue
+            local = alias.evaluated_alias or name
+            asname = cst.AsName(name=cst.Name(local)) if local != new_name else None
+            groups.setdefault(new_mod, []).append(alias.with_changes(name=cst.Name(new_name), asname=asname))
+            rows.append((hit, qual, new_qual))
+        if not groups:
+            return
+        statements: list[cst.ImportFrom] = []
+
+        def fix_commas(aliases: list[cst.ImportAlias]) -> list[cst.ImportAlias]:
+            return [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) if i == len(aliases) - 1 else
+                    (a if a.comma is not cst.MaybeSentinel.DEFAULT else a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))))
+                    for i, a in enumerate(aliases)]
+
+        only = len(groups) == 1 and not kept
+        for new_mod, aliases in groups.items():
+            statements.append((new_mod, fix_commas(aliases)))  # type: ignore[arg-type]
+
+        def edit(updated: cst.CSTNode, _stmts=statements, _kept=kept, _only=only) -> Union[cst.CSTNode, cst.FlattenSentinel]:
+            assert isinstance(updated, cst.ImportFrom)
+            if _only:
+                new_mod, aliases = _stmts[0]  # type: ignore[misc]
+                return updated.with_changes(module=build_dotted(new_mod), names=aliases)
+            out: list[cst.CSTNode] = []
+            if _kept:
+                out.append(updated.with_changes(names=fix_commas(_kept)))
+            for new_mod, aliases in _stmts:  # type: ignore[misc]
+                out.append(cst.ImportFrom(module=build_dotted(new_mod), names=aliases))
+            return cst.FlattenSentinel(out)
+
+        self.ctx.replace(node, edit, ancestors=stack)
+        for hit, old, new in rows:
+            self.ctx.record_change(node, hit.rule, f"{old} -> {new}", before=old, after=new)
+
+    def _suffix_check(self, node: cst.CSTNode, name: str) -> None:
+        """Compiled CUDA extension modules (``import fused_adam_cuda``) that the project does not define."""
+        if not self.suffix_rules or not name:
+            return
+        top = name.split(".", 1)[0]
+        if top in self.ctx.project_modules:
+            return
+        for rule in self.suffix_rules:
+            for suffix, tip in rule.module_suffixes.items():  # type: ignore[attr-defined]
+                if top.endswith(suffix) and top != suffix.lstrip("_"):
+                    self.ctx.record_unsupported(node, rule, name, rule.tip_for(tip))  # type: ignore[attr-defined]
+                    return
+
+
+def _with_dotted(updated: cst.CSTNode, text: str) -> cst.CSTNode:
+    new = build_dotted(text)
+    if isinstance(updated, (cst.Attribute, cst.Name)):
+        return new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
+    return new
+
+
+__all__ = ["NameIndex", "NameHit", "QualifiedNames", "Operation"]
