@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import functools
+import importlib.machinery
 import importlib.util
 import logging
 import os
 import shutil
 import sys
-import sysconfig
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -50,10 +51,13 @@ _reason: str = "the native helper has not been installed yet"
 _installed_count: Optional[int] = None
 
 
+@functools.lru_cache(maxsize=None)
 def _source_hash() -> str:
     digest = hashlib.sha256(_SOURCE.read_bytes())
     # The compiled module is tied to the CPython ABI and to the flags, not only to the source.
-    digest.update(sysconfig.get_config_var("SOABI").encode() if sysconfig.get_config_var("SOABI") else b"")
+    # (The extension suffix names the ABI; sysconfig is avoided because its lazy set-up is not
+    # thread-safe.)
+    digest.update(importlib.machinery.EXTENSION_SUFFIXES[0].encode())
     digest.update(" ".join(_CFLAGS).encode())
     return digest.hexdigest()[:16]
 
