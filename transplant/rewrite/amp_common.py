@@ -338,6 +338,17 @@ class Analysis:
                 return current if isinstance(current, cst.BaseStatement) else None
             current = parent
 
+    # -- rows --------------------------------------------------------------------------------------
+    def change(self, rule: str, node: cst.CSTNode, operation: Operation, message: str, severity: str,
+               after: str, before: Optional[str] = None) -> Row:
+        if before is None:
+            before = "" if operation is Operation.INSERT else first_line(code_of(self.module, node))
+        return Row(node=node, rule=rule, operation=operation, message=message, severity=severity,
+                   before=before, after=first_line(after))
+
+    def unsupported(self, rule: str, node: cst.CSTNode, op: str, tip: str) -> Issue:
+        return Issue(node=node, rule=rule, op=op, tip=tip)
+
 
 def enclosing_guards(analysis: Analysis, stmt: cst.BaseStatement, stop: cst.CSTNode
                      ) -> tuple[list[cst.BaseExpression], Optional[str]]:
