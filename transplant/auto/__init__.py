@@ -1,0 +1,97 @@
+"""Auto mode: ``import transplant.auto`` makes an unmodified CUDA training script run on the NPU.
+
+Put ``import transplant.auto`` at the top of the entry script, or set ``TRANSPLANT_AUTO=1`` in the
+environment (every Python process, children included, then imports this module at start-up).
+The patches are applied as soon as torch is imported (immediately, if it already is); torch_npu is
+imported first. See docs/auto.md for what is patched, the ``torch.cuda.is_available()`` policy and
+the ``TRANSPLANT_AUTO_*`` settings.
+
+This module imports only the standard library until torch is imported, so arming it in every
+process costs nothing for processes that never use torch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ._hooks import FINDER
+
+__all__ = ["install", "uninstall", "is_installed", "patched_names", "hits", "write_report", "Config"]
+
+
+def install(config=None) -> bool:
+    """Import torch and torch_npu, then patch torch. Idempotent: False if already installed.
+
+    ``config`` is a :class:`transplant.auto.Config`; by default it is read from the
+    ``TRANSPLANT_AUTO_*`` environment variables.
+    """
+    from . import _core
+
+    FINDER.discard(_install_after_torch_import)
+    return _core.install(config)
+
+
+def uninstall() -> bool:
+    """Undo every patch (torch is exactly as before :func:`install`). False if not installed."""
+    FINDER.discard(_install_after_torch_import)
+    if "transplant.auto._core" not in sys.modules:
+        return False
+    from . import _core
+
+    return _core.uninstall()
+
+
+def is_installed() -> bool:
+    """Whether the patches are currently applied."""
+    core = sys.modules.get("transplant.auto._core")
+    return bool(core is not None and core.STATE.patcher is not None)
+
+
+def patched_names() -> dict:
+    """Qualified names currently patched -> a short note on what the patch does."""
+    core = sys.modules.get("transplant.auto._core")
+    return core.patched_names() if core is not None else {}
+
+
+def hits() -> list:
+    """The runtime change log so far (one :class:`transplant.auto._record.Hit` per distinct change)."""
+    from . import _record
+
+    return list(_record.HITS.values())
+
+
+def write_report(path) -> object:
+    """Write the runtime change log now (``TRANSPLANT_AUTO_REPORT`` does this at exit)."""
+    from . import _record
+    from ._rules import rule_index
+
+    return _record.write_report(path, rule_index())
+
+
+def __getattr__(name: str):
+    if name == "Config":
+        from ._policy import Config
+
+        return Config
+    if name == "TransplantAutoWarning":
+        from ._core import TransplantAutoWarning
+
+        return TransplantAutoWarning
+    raise AttributeError(name)
+
+
+def _install_after_torch_import(_module) -> None:
+    from . import _core
+
+    _core.install()
+
+
+def _arm() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "cuda"):
+        install()
+    else:
+        FINDER.register("torch", _install_after_torch_import)
+
+
+_arm()
