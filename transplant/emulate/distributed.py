@@ -85,7 +85,7 @@ class ProcessGroupHCCL(dist.ProcessGroup):
     def __init__(
         self, store: dist.Store, rank: int, size: int, timeout: datetime.timedelta
     ) -> None:
-        super().__init__(store, rank, size)
+        super().__init__(rank, size)
         self._gloo = dist.ProcessGroupGloo(store, rank, size, timeout)
         self._timeout = timeout
 

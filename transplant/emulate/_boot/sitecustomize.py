@@ -39,9 +39,12 @@ def _ensure_transplant_importable() -> None:
 
 
 def _activate_emulator() -> None:
+    # Like the real torch_npu, which torch auto-loads on import: the npu device and the hccl
+    # backend exist as soon as torch does.
     from transplant.emulate import activate
 
     activate()
+    import transplant.emulate.distributed  # noqa: F401
 
 
 class _ActivateAfterTorch(importlib.abc.MetaPathFinder):
