@@ -32,6 +32,7 @@ import ast
 import hashlib
 import json
 import sys
+import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Iterator, List, Optional
@@ -61,6 +62,13 @@ def dumps(obj: Any) -> str:
 
 def _public(name: str) -> bool:
     return not name.startswith("_")
+
+
+def _parse(source: bytes, filename: str) -> ast.Module:
+    with warnings.catch_warnings():
+        # torch_npu sources contain invalid escape sequences; that is their business, not a fact we record
+        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+        return ast.parse(source.decode("utf-8"), filename)
 
 
 def _literal_strings(node: ast.AST) -> Optional[List[str]]:
@@ -133,7 +141,7 @@ class _Wheel:
     def tree(self, module: str) -> Optional[ast.Module]:
         if module not in self._trees:
             path = self.source_path(module)
-            self._trees[module] = None if path is None else ast.parse(self.files[path].decode("utf-8"), path)
+            self._trees[module] = None if path is None else _parse(self.files[path], path)
         return self._trees[module]
 
     def submodules(self, package: str) -> List[str]:
@@ -343,6 +351,8 @@ def _module_record(wheel: _Wheel, module: str) -> dict:
         "all": sorted(info["all"]) if info["all"] is not None else None,
         "names": dict(sorted(public.items())),
         "members": members,
+        # private helpers defined here; CUDA code does reach a few (`torch.cuda._sleep`)
+        "private": sorted(n for n in info["defs"] if n.startswith("_") and not n.startswith("__")),
     }
 
 
@@ -430,7 +440,7 @@ def _describe(value: ast.AST, lists: Dict[str, List[str]]) -> str:
 def transfer_facts(wheel_path: Path) -> dict:
     """What ``torch_npu.contrib.transfer_to_npu`` patches, as names (see module docstring)."""
     wheel = _Wheel(Path(wheel_path))
-    tree = ast.parse(wheel.files[TRANSFER_SOURCE].decode("utf-8"))
+    tree = _parse(wheel.files[TRANSFER_SOURCE], TRANSFER_SOURCE)
     lists: Dict[str, List[str]] = {}
     functions: Dict[str, ast.FunctionDef] = {}
     proxies: Dict[str, str] = {}
@@ -573,6 +583,10 @@ def _imported_from(module: Any) -> Dict[str, str]:
     return origin
 
 
+# Origins of re-exports that are always present: the stdlib, torch itself and torch's typing backport.
+_STABLE_FOREIGN = frozenset(sys.stdlib_module_names) | {"torch", "typing_extensions", "builtins"}
+
+
 def cuda_public_names(module: Any) -> Dict[str, dict]:
     """The public names of one torch.cuda module: ``{name: {"kind", "origin"}}`` plus foreign re-exports.
 
@@ -595,8 +609,10 @@ def cuda_public_names(module: Any) -> Dict[str, dict]:
         torch_defined = origin.startswith("torch.") or (origin == "torch" and kind != "module")
         if name in exported or torch_defined:
             public[name] = {"kind": kind, "origin": origin}
-        else:
+        elif origin.partition(".")[0] in _STABLE_FOREIGN:
             foreign[name] = origin
+        # else: an optional package torch binds only when installed (`pynvml`); recording it would make the
+        # file depend on the environment, and it is not torch API either way.
     return {"public": public, "foreign": foreign, "all": sorted(exported)}
 
 
