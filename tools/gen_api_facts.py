@@ -169,7 +169,7 @@ class _Wheel:
         return ".".join(parts + ([target] if target else []))
 
     def scan(self, module: str) -> dict:
-        """Names a module defines or re-exports: ``{"all", "defs", "imports", "members"}``."""
+        """One module's top level: ``__all__``, definitions, torch_npu imports, ``*`` imports, class members."""
         if module in self._scans:
             return self._scans[module]
         tree = self.tree(module)
@@ -278,6 +278,7 @@ class _Wheel:
         return {n: self.kind_of(module, n) for n in self.bound(module)}
 
     def exported(self, module: str) -> List[str]:
+        """Public alias of :meth:`star_names` without the recursion guard."""
         return self.star_names(module)
 
 
@@ -418,7 +419,7 @@ def npu_facts(wheel_path: Path) -> dict:
 # transfer_to_npu: what the shim patches (facts only)
 # --------------------------------------------------------------------------------------------------
 
-def _describe(value: ast.AST, lists: Dict[str, List[str]]) -> str:
+def _describe(value: ast.AST) -> str:
     """A short, factual description of what an attribute is replaced with."""
     dotted = _dotted(value)
     if dotted is not None:
@@ -490,7 +491,7 @@ def transfer_facts(wheel_path: Path) -> dict:
                     if head in aliases and rest:
                         name = f"{aliases[head]}.{rest}"  # `from torch.distributed.checkpoint import filesystem`
                     if name and name.startswith("torch."):
-                        reassigned[name] = _describe(sub.value, lists)
+                        reassigned[name] = _describe(sub.value)
             elif isinstance(sub, ast.Delete):
                 for target in sub.targets:
                     if isinstance(target, ast.Subscript):
