@@ -74,7 +74,7 @@ def _widest(args: Any, kwargs: dict) -> torch.dtype:
 
 
 def _kernel(op: Any, policy: str) -> Callable[..., Any]:
-    has_dtype = any(a.name == "dtype" for a in op._schema.arguments)
+    dtype_pos = next((i for i, a in enumerate(op._schema.arguments) if a.name == "dtype"), None)
 
     def kernel(*args: Any, **kwargs: Any) -> Any:
         if policy == "lower":
@@ -83,9 +83,13 @@ def _kernel(op: Any, policy: str) -> Callable[..., Any]:
         elif policy == "fp32":
             args, kwargs = _cast(args, torch.float32), {k: _cast(v, torch.float32) for k, v in kwargs.items()}
         elif policy == "set_opt_dtype":
-            if has_dtype and kwargs.get("dtype") is None and args and _is_npu_float(args[0]):
-                kwargs = dict(kwargs)
-                kwargs["dtype"] = torch.float32
+            if dtype_pos is not None and args and _is_npu_float(args[0]):
+                if len(args) > dtype_pos:
+                    if args[dtype_pos] is None:
+                        args = args[:dtype_pos] + (torch.float32,) + args[dtype_pos + 1 :]
+                elif kwargs.get("dtype") is None:
+                    kwargs = dict(kwargs)
+                    kwargs["dtype"] = torch.float32
         elif policy == "promote":
             dtype = _widest(args, kwargs)
             args, kwargs = _cast(args, dtype), {k: _cast(v, dtype) for k, v in kwargs.items()}

@@ -294,6 +294,7 @@ def _dispatch(func, args, kwargs):
             append(a)
     out_index = index
     wrap_outputs = True
+    original_kwargs = kwargs
     if kwargs:
         kwargs = dict(kwargs)
         for key, v in kwargs.items():
@@ -335,7 +336,7 @@ def _dispatch(func, args, kwargs):
         result = func(*new_args)
 
     if info.mutated_returns is not None:
-        result = _mutated_result(info, args, kwargs, result, out_index)
+        result = _mutated_result(info, args, original_kwargs, result, out_index)
         return result
     if not wrap_outputs:
         return result
@@ -355,26 +356,23 @@ def _wrap_result(result, index):
 
 def _mutated_result(info: _OpInfo, args, kwargs, result, index):
     """Return the caller's own objects for mutated arguments; wrap everything else."""
-    single = not isinstance(result, (tuple, list)) or len(info.mutated_returns) == 1 and not isinstance(
-        result, (tuple, list)
-    )
-    results = [result] if single else list(result)
+    returns = info.mutated_returns
+    single = len(returns) == 1
+    results = (result,) if single else tuple(result)
     out = []
-    for pos, src in enumerate(info.mutated_returns):
-        value = results[pos] if pos < len(results) else None
+    for value, src in zip(results, returns):
         if src is None:
             out.append(_wrap_result(value, index))
             continue
-        kind, name, apos = src
-        original = kwargs.get(name) if kind == "kw" and kwargs else (args[apos] if apos < len(args) else kwargs.get(name))
+        kind, name, pos = src
+        if kind == "pos" and pos < len(args):
+            original = args[pos]
+        else:
+            original = kwargs[name]
         if info.resync:
             _resync_all(original)
         out.append(original)
-    if info.resync and info.mutated_returns == ():
-        pass
-    if single:
-        return out[0] if out else result
-    return tuple(out)
+    return out[0] if single else tuple(out)
 
 
 def _resync_all(obj) -> None:

@@ -1,0 +1,218 @@
+"""Tensors on the emulated npu device: creation, movement, Python-side behaviour, device checks."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+def test_factories_create_npu_tensors(npu) -> None:
+    from transplant.emulate.tensor import NpuTensor
+
+    cases = {
+        "zeros": torch.zeros(3, device="npu"),
+        "ones": torch.ones(2, 2, device="npu:0"),
+        "randn": torch.randn(2, 3, device=torch.device("npu", 0)),
+        "arange": torch.arange(5, device="npu"),
+        "linspace": torch.linspace(0, 1, 5, device="npu"),
+        "eye": torch.eye(3, device="npu"),
+        "full": torch.full((2,), 7.0, device="npu"),
+        "randperm": torch.randperm(6, device="npu"),
+        "empty": torch.empty(4, device="npu"),
+        "tensor": torch.tensor([1, 2], device="npu"),
+        "as_tensor": torch.as_tensor([1.0, 2.0], device="npu"),
+    }
+    for name, t in cases.items():
+        assert type(t) is NpuTensor, name
+        assert t.device == torch.device("npu", 0), name
+        assert t.is_npu, name
+    # composite factories resize an empty result: the wrapper must have the final shape
+    assert cases["arange"].shape == (5,) and cases["arange"].tolist() == [0, 1, 2, 3, 4]
+    assert cases["linspace"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert cases["tensor"].tolist() == [1, 2]
+    assert sorted(cases["randperm"].tolist()) == list(range(6))
+
+
+def test_every_factory_schema_has_a_kernel(npu) -> None:
+    from transplant.emulate import kernels
+
+    names = kernels.factory_op_names()
+    assert {"zeros", "empty.memory_format", "arange.start_step", "randn", "full", "scalar_tensor"} <= set(names)
+    for name in names:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", "PrivateUse1"), name
+
+
+def test_movement_between_cpu_and_npu(npu) -> None:
+    cpu = torch.randn(3, 4)
+    t = cpu.to("npu")
+    assert t.device.type == "npu" and torch.equal(t.cpu(), cpu)
+    assert type(t.cpu()) is torch.Tensor and t.cpu().device.type == "cpu"
+    assert cpu.npu().device == torch.device("npu:0")
+    assert t.to(torch.device("npu", 0)) is t
+    assert t.to(torch.float16).dtype == torch.float16 and t.half().device.type == "npu"
+    assert torch.zeros_like(t).device.type == "npu"
+    assert t.new_zeros(2).device.type == "npu"
+    assert t.new_tensor([1, 2]).device.type == "npu"
+    m = nn.Linear(4, 2).npu()
+    assert all(p.device.type == "npu" and isinstance(p, nn.Parameter) for p in m.parameters())
+    m2 = nn.Linear(4, 2).to("npu")
+    assert m2.weight.device.type == "npu"
+    assert m.cpu().weight.device.type == "cpu"
+
+
+def test_compute_matches_cpu_and_autograd(npu) -> None:
+    a, b = torch.randn(4, 5), torch.randn(5, 3)
+    an, bn = a.npu().requires_grad_(), b.npu().requires_grad_()
+    ac, bc = a.clone().requires_grad_(), b.clone().requires_grad_()
+    (an @ bn).relu().sum().backward()
+    (ac @ bc).relu().sum().backward()
+    assert an.grad.device.type == "npu"
+    assert torch.equal(an.grad.cpu(), ac.grad) and torch.equal(bn.grad.cpu(), bc.grad)
+
+
+def test_python_side_behaviour(npu) -> None:
+    t = torch.arange(6.0).npu()
+    assert t.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert t.sum().item() == 15.0
+    assert f"{t.sum():.1f}" == "15.0"
+    assert repr(t) == "tensor([0., 1., 2., 3., 4., 5.], device='npu:0')"
+    assert repr(torch.ones(2, device="npu", dtype=torch.float16)) == (
+        "tensor([1., 1.], device='npu:0', dtype=torch.float16)")
+    assert "grad_fn=<MulBackward0>" in repr(torch.ones(2, device="npu", requires_grad=True) * 2)
+    with pytest.raises(TypeError, match="can't convert npu:0 device type tensor to numpy. Use Tensor.cpu()"):
+        t.numpy()
+
+
+def test_deepcopy_and_pickle(npu) -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)).npu()
+    clone = copy.deepcopy(model)
+    assert clone[0].weight.device.type == "npu" and isinstance(clone[0].weight, nn.Parameter)
+    assert torch.equal(clone[0].weight.cpu(), model[0].weight.cpu())
+    with torch.no_grad():
+        clone[0].weight.add_(1)
+    assert not torch.equal(clone[0].weight.cpu(), model[0].weight.cpu())  # independent storage
+    t = torch.arange(3.0).npu()
+    again = pickle.loads(pickle.dumps(t))
+    assert again.device.type == "npu" and torch.equal(again.cpu(), t.cpu())
+
+
+def test_param_data_assignment(npu) -> None:
+    p = nn.Parameter(torch.ones(3).npu())
+    p.data = torch.zeros(5).npu()
+    assert p.shape == (5,) and p.tolist() == [0.0] * 5
+    (p * 2).sum().backward()
+    assert p.grad.shape == (5,)
+    assert torch.equal(p.data.cpu(), torch.zeros(5))
+
+
+@pytest.mark.parametrize(
+    "op, shape",
+    [
+        (lambda t: t.t_(), (3, 2)),
+        (lambda t: t.transpose_(0, 1), (3, 2)),
+        (lambda t: t.unsqueeze_(0), (1, 2, 3)),
+        (lambda t: t.squeeze_(), (2, 3)),
+        (lambda t: t.resize_(7), (7,)),
+        (lambda t: t.as_strided_((3,), (2,)), (3,)),
+    ],
+)
+def test_inplace_metadata_changes_resync_the_wrapper(npu, op, shape) -> None:
+    t = torch.randn(2, 3).npu()
+    result = op(t)
+    assert result is t
+    assert t.shape == shape and t._elem.shape == shape and t.stride() == t._elem.stride()
+
+
+def test_out_argument_resizes_and_returns_the_callers_tensor(npu) -> None:
+    out = torch.empty(0, device="npu")
+    result = torch.add(torch.ones(3).npu(), 1, out=out)
+    assert result is out and out.shape == (3,) and out.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_views_alias_and_unwrap_shares_storage(npu) -> None:
+    from transplant.emulate.tensor import unwrap, wrap
+
+    t = torch.zeros(4).npu()
+    view = t[1:3]
+    view.fill_(5)
+    assert t.tolist() == [0.0, 5.0, 5.0, 0.0]
+    unwrap(t).add_(1)  # the hccl backend writes results like this
+    assert t.tolist() == [1.0, 6.0, 6.0, 1.0]
+    w = wrap(torch.arange(3.0), 0)
+    assert w.device == torch.device("npu:0") and w.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_mixing_cpu_and_npu_raises_the_real_error(npu) -> None:
+    n, c = torch.ones(3).npu(), torch.ones(3)
+    message = r"Expected all tensors to be on the same device, but found at least two devices, npu:0 and cpu!"
+    for fn in (lambda: n + c, lambda: torch.cat([n, c]), lambda: n @ torch.ones(3, 3)):
+        with pytest.raises(RuntimeError, match=message):
+            fn()
+    model = nn.Linear(3, 2).npu()
+    with pytest.raises(RuntimeError, match=message):
+        model(torch.ones(1, 3))
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+        nn.Linear(3, 2)(torch.ones(1, 3).npu())
+    with pytest.raises(RuntimeError, match=message):
+        nn.functional.cross_entropy(torch.randn(2, 4).npu(), torch.tensor([0, 1]))
+
+
+def test_allowed_mixing(npu) -> None:
+    n = torch.arange(4.0).npu()
+    assert (n * torch.tensor(2.0)).tolist() == [0.0, 2.0, 4.0, 6.0]  # CPU 0-dim scalar
+    assert n[torch.tensor([0, 2])].tolist() == [0.0, 2.0]  # CPU index tensor
+    n[torch.tensor([1])] = 9.0
+    assert n.tolist() == [0.0, 9.0, 2.0, 3.0]
+    cpu = torch.zeros(4)
+    cpu.copy_(n)
+    assert cpu.tolist() == [0.0, 9.0, 2.0, 3.0]
+    n.copy_(torch.ones(4))
+    assert n.tolist() == [1.0] * 4
+
+
+def test_leftover_cuda_fails_as_on_a_cuda_less_host(npu) -> None:
+    t = torch.ones(2).npu()
+    for fn in (lambda: torch.zeros(1, device="cuda"), lambda: t.cuda(), lambda: nn.Linear(2, 2).cuda(),
+               lambda: t.to("cuda:0"), lambda: torch.cuda.synchronize()):
+        with pytest.raises((AssertionError, RuntimeError), match="Torch not compiled with CUDA enabled"):
+            fn()
+    assert torch.cuda.is_available() is False  # silent unless strict mode (see test_strict_cuda)
+
+
+def test_multi_device(npu) -> None:
+    from transplant.emulate import _state
+
+    if not _state.native:
+        pytest.skip("multi-device needs the native helper, unavailable here")
+    a = torch.ones(2, device="npu:1", requires_grad=True)
+    (a * 3).sum().backward()
+    assert a.grad.device == torch.device("npu:1") and a.grad.tolist() == [3.0, 3.0]
+    with pytest.raises(RuntimeError, match="found at least two devices, npu:1 and npu:0"):
+        a + torch.ones(2, device="npu:0")
+    assert nn.Linear(2, 2).npu(1).weight.device == torch.device("npu:1")
+    with torch.npu.device(1):
+        assert torch.zeros(1, device="npu").device == torch.device("npu:1")
+    assert torch.npu.current_device() == 0
+    with pytest.raises(RuntimeError, match="Invalid device ordinal npu:99"):
+        torch.zeros(1, device="npu:99")
+
+
+def test_misc_ops_run(npu) -> None:
+    t = torch.tensor([3.0, 1.0, 2.0, 1.0], device="npu")
+    assert t.sort().values.tolist() == [1.0, 1.0, 2.0, 3.0]
+    assert torch.unique(t).tolist() == [1.0, 2.0, 3.0]
+    assert t[t > 1].tolist() == [3.0, 2.0]
+    assert t.nonzero().shape == (4, 1) and t.nonzero().device.type == "npu"
+    assert torch.where(t > 1, t, torch.zeros_like(t)).tolist() == [3.0, 0.0, 2.0, 0.0]
+    assert torch.einsum("i,i->", t, t).item() == 15.0
+    assert torch.multinomial(torch.ones(4, device="npu"), 2).device.type == "npu"
+    grads = [p for p in nn.Linear(2, 2).npu().parameters()]
+    for p in grads:
+        p.grad = torch.ones_like(p)
+    norm = nn.utils.clip_grad_norm_(grads, 1.0, foreach=True)
+    assert norm.device.type == "npu" and abs(norm.item() - 6**0.5) < 1e-6
