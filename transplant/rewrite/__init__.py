@@ -89,7 +89,7 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
 
     from transplant.rewrite.engine import analyse, apply
 
-    ctx = analyse(path, module, ruleset, frozenset(project_modules))
+    ctx = analyse(path, module, ruleset, frozenset(project_modules), body)
     changes, unsupported = ctx.finish_rows()
     if not ctx.has_edits():
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)

@@ -1,13 +1,156 @@
-"""Rule kind ``arguments`` (placeholder; filled in next)."""
+"""Rule kind ``arguments``: add / rename / drop keyword arguments of a qualified callable.
+
+Order of operations on one call (as tf_upgrade_v2): positional normalisation (only when needed, from the
+rule's ordered ``params``), then keyword renames, drops, and finally additions. An argument is added
+only when absent (by keyword or by position); a call that passes ``*args``/``**kwargs`` cannot be
+checked, so it gets an unsupported row instead of a possibly duplicate keyword.
+
+A rule's ``callable`` is matched against the call's qualified name as written in the original file
+*and* against that name after renaming, so a ``rename`` and an ``arguments`` rule compose on the same
+call (``torch.cuda.amp.GradScaler()`` -> ``torch.amp.GradScaler('npu')``): the rename edits the callee
+node, this kind edits the call node built from the renamed callee. A bare decorator
+(``@torch.cuda.amp.custom_fwd``) becomes a call when arguments are added.
+"""
+
 from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import libcst as cst
+
+from transplant.rewrite.context import FileContext
+from transplant.rules import ArgumentsRule
+
+_NO_SPACE = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+
+
+def _keyword_arg(name: str, value: cst.BaseExpression) -> cst.Arg:
+    return cst.Arg(value=value, keyword=cst.Name(name), equal=_NO_SPACE)
+
+
+class _Plan:
+    """What one rule does to one call's argument list."""
+
+    def __init__(self, rule: ArgumentsRule, args: Sequence[cst.Arg]) -> None:
+        self.rule = rule
+        positional = []
+        self.keywords: dict[str, int] = {}
+        self.has_star = False
+        for i, a in enumerate(args):
+            if a.star:
+                self.has_star = True
+            elif a.keyword is None:
+                positional.append(i)
+            else:
+                self.keywords[a.keyword.value] = i
+        self.positional = positional
+        params = rule.params
+        present = set(self.keywords) | {params[k] for k in range(min(len(positional), len(params)))}
+        self.to_add = [n for n in rule.add if n not in present]
+        self.blocked_add = self.to_add if self.has_star else []
+        if self.has_star:
+            self.to_add = []
+        self.renames = [(o, n) for o, n in rule.rename.items() if o in self.keywords]
+        drop_pos = [params.index(d) for d in rule.drop if d in params and params.index(d) < len(positional)]
+        self.drops = [d for d in rule.drop if d in self.keywords]
+        # Positions that must become keywords: from the first dropped positional on, or all of them
+        # when new arguments go first.
+        start: Optional[int] = min(drop_pos) if drop_pos else None
+        if self.to_add and rule.add_positional and positional:
+            start = 0
+        if start is not None and len(positional) > len(params):
+            start = None  # more positionals than known parameters: cannot name them safely
+            drop_pos = []
+        self.normalise_from = start
+        self.drops += [params[i] for i in drop_pos] if start is not None else []
+
+    def empty(self) -> bool:
+        return not (self.to_add or self.renames or self.drops or self.normalise_from is not None)
+
+
+def apply_rule(rule: ArgumentsRule, args: Sequence[cst.Arg]) -> list[cst.Arg]:
+    """The argument list after ``rule``."""
+    plan = _Plan(rule, args)
+    out = list(args)
+    if plan.normalise_from is not None:
+        for n, i in enumerate(plan.positional):
+            if n >= plan.normalise_from:
+                out[i] = out[i].with_changes(keyword=cst.Name(rule.params[n]), equal=_NO_SPACE)
+    renames = dict(plan.renames)
+    drops = set(plan.drops)
+    result: list[cst.Arg] = []
+    for a in out:
+        name = a.keyword.value if a.keyword is not None else None
+        if name in drops:
+            continue
+        if name in renames:
+            a = a.with_changes(keyword=cst.Name(renames[name]))
+        result.append(a)
+    if plan.to_add:
+        new = [cst.parse_expression(rule.add[n]) for n in plan.to_add]
+        has_positional = any(a.keyword is None and not a.star for a in result)
+        if rule.add_positional and not has_positional:
+            result = [cst.Arg(value=v) for v in new] + result
+        else:
+            if result and result[-1].comma is not cst.MaybeSentinel.DEFAULT and result[-1].comma.whitespace_after.value == "":  # type: ignore[union-attr]
+                result[-1] = result[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            result += [_keyword_arg(n, v) for n, v in zip(plan.to_add, new)]
+    return result
 
 
 class ArgumentRules:
-    def __init__(self, ctx, index):
+    def __init__(self, ctx: FileContext, index: object) -> None:
         self.ctx = ctx
+        self.index = index
+        self.by_callable: dict[str, list[ArgumentsRule]] = {}
+        for rule in ctx.ruleset:
+            if isinstance(rule, ArgumentsRule):
+                self.by_callable.setdefault(rule.callable, []).append(rule)
 
-    def call(self, node, stack, qual):
-        return None
+    def _rules_for(self, qual: Optional[str]) -> list[ArgumentsRule]:
+        if qual is None or not self.by_callable:
+            return []
+        rules = list(self.by_callable.get(qual, ()))
+        renamed = self.index.rename_of(qual)  # type: ignore[attr-defined]
+        if renamed != qual:
+            rules += [r for r in self.by_callable.get(renamed, ()) if r not in rules]
+        return rules
 
-    def decorator(self, node, stack):
-        return None
+    def call(self, node: cst.Call, stack: Sequence[cst.CSTNode], qual: Optional[str]) -> None:
+        for rule in self._rules_for(qual):
+            plan = _Plan(rule, node.args)
+            if plan.blocked_add:
+                self.ctx.record_unsupported(
+                    node, rule, qual or "",
+                    f"could not add {', '.join(f'{n}={rule.add[n]}' for n in plan.blocked_add)}: the call passes "
+                    f"*args/**kwargs; add it by hand if it is missing. {rule.tip}".strip())
+            if plan.empty():
+                continue
+            self.ctx.replace(node, lambda u, _r=rule: u.with_changes(args=apply_rule(_r, u.args)), ancestors=stack)  # type: ignore[attr-defined]
+            before = self.ctx.code(node)
+            after = self.ctx.module.code_for_node(node.with_changes(args=apply_rule(rule, node.args)))
+            self.ctx.record_change(node, rule, rule.message, before=_short(before), after=_short(after))
+
+    def decorator(self, node: cst.Decorator, stack: Sequence[cst.CSTNode]) -> None:
+        expr = node.decorator
+        if not isinstance(expr, (cst.Name, cst.Attribute)):
+            return
+        for rule in self._rules_for(self.ctx.imports.qualify(expr)):
+            if not rule.add:
+                continue
+            args = apply_rule(rule, [])
+
+            def edit(u: cst.CSTNode, _args=args) -> cst.CSTNode:
+                assert isinstance(u, cst.Decorator)
+                return u.with_changes(decorator=cst.Call(func=u.decorator, args=_args))
+
+            self.ctx.replace(node, edit, ancestors=stack)
+            before = self.ctx.code(expr)
+            after = self.ctx.module.code_for_node(cst.Call(func=expr, args=args))
+            self.ctx.record_change(expr, rule, rule.message, before=before, after=after)
+            return
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -46,8 +46,9 @@ class FileContext:
     """Everything a rule kind or a structural pass may ask about, or record for, one file."""
 
     def __init__(self, path: str, module: cst.Module, ruleset: RuleSet, imports: ImportTable,
-                 project_modules: frozenset[str] = frozenset()) -> None:
+                 project_modules: frozenset[str] = frozenset(), source_text: str = "") -> None:
         self.path = path
+        self.source_text = source_text  # the decoded original (cheap substring questions)
         self.module = module
         self.ruleset = ruleset
         self.options = ruleset.options

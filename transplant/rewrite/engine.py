@@ -147,9 +147,10 @@ class _Applier(cst.CSTTransformer):
         return result
 
 
-def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: frozenset[str] = frozenset()) -> FileContext:
+def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: frozenset[str] = frozenset(),
+            source_text: str = "") -> FileContext:
     """Detect every edit and row for ``module`` (nothing applied yet)."""
-    ctx = FileContext(path, module, ruleset, ImportTable.from_module(module), project_modules)
+    ctx = FileContext(path, module, ruleset, ImportTable.from_module(module), project_modules, source_text)
     detector = _Detector(ctx)
     module.visit(detector)
     detector.methods.finish()
