@@ -500,6 +500,9 @@ def forward_region(analysis: c.Analysis, stmt: cst.BaseStatement
         return None
     body = list(suite.body)
     index = body.index(stmt)
+    # ``optimizer.zero_grad()`` between the loss and its backward (timm's order) stays outside the region.
+    while index > 0 and _is_zero_grad(body[index - 1]):
+        index -= 1
     start = index
     while start > 0 and not is_barrier(body[start - 1]) and not _is_definition(body[start - 1]):
         start -= 1
@@ -509,6 +512,10 @@ def forward_region(analysis: c.Analysis, stmt: cst.BaseStatement
     if not any(m.findall(s, m.Call()) for s in region):
         return None
     return region[0], region[-1]
+
+
+def _is_zero_grad(stmt: cst.BaseStatement) -> bool:
+    return m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(m.Call(func=m.Attribute(attr=m.Name("zero_grad"))))]))
 
 
 def _is_definition(stmt: cst.BaseStatement) -> bool:

@@ -1,0 +1,395 @@
+"""Opt-in mixed-precision insertion, ``--amp fp16|bf16`` (rule kind ``amp_insert``).
+
+For code without mixed precision, each recognised training step gets:
+
+* the statements that compute the forward pass and the loss (those before ``loss.backward()`` in its
+  block, back to the previous ``zero_grad``/``step``/``backward``) wrapped in
+  ``torch.autocast('npu', dtype=torch.float16)`` (or ``torch.bfloat16``);
+* for fp16 only (bf16 has float32's range and needs no loss scaling): one ``torch.amp.GradScaler('npu')``
+  created once — next to the optimizer, or before the training loop, or as ``self.scaler`` next to
+  ``self.optimizer`` for a step method of a trainer class — and ``scaler.scale(loss).backward()``,
+  ``scaler.step(optimizer)``, ``scaler.update()``, ``scaler.unscale_(optimizer)`` before gradient clipping.
+
+Anything else is not guessed: the file (or the function) is left as it is and a row in
+unsupported_api.csv says why — custom autograd Functions, gradients taken with ``torch.autograd.grad`` or
+``create_graph=True``, manual loss scaling, a step whose forward pass is not in the backward's block, an
+optimizer step with a closure, a step outside any loop whose optimizer is not an attribute (a scaler made
+per call would lose its scale). Files that already use autocast/GradScaler/apex are left alone silently,
+which also makes a second run a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import libcst as cst
+import libcst.matchers as m
+
+from transplant.results import Operation
+from transplant.rewrite import amp_common as c
+from transplant.rewrite.apex_amp import forward_region
+from transplant.rewrite.passes import register_pass
+
+# Mixed precision already present: leave the file alone (and stay idempotent on our own output).
+_EXISTING_AMP = ("torch.amp", "torch.autocast", "torch.cuda.amp", "torch.npu.amp", "torch.cpu.amp",
+                 "torch_npu.npu.amp", "apex")
+_CLIP_FUNCTIONS = {"clip_grad_norm_": ("max_norm", 1), "clip_grad_norm": ("max_norm", 1),
+                   "clip_grad_value_": ("clip_value", 1)}
+_NOT_OPTIMIZERS = ("torch.optim.lr_scheduler", "torch.optim.swa_utils")
+
+
+@dataclass(frozen=True)
+class InsertRuleIds:
+    rewrite: str
+    unsupported: str
+
+
+class Skip(Exception):
+    def __init__(self, node: cst.CSTNode, reason: str) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.reason = reason
+
+
+@dataclass
+class _Scope:
+    """The backward/step statements of one function (or of the module's top level)."""
+
+    owner: Union[cst.FunctionDef, cst.Module]
+    backwards: list[cst.SimpleStatementLine] = field(default_factory=list)
+    steps: list[cst.SimpleStatementLine] = field(default_factory=list)
+
+
+@register_pass("amp_insert")
+def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
+    """Engine entry point (runs only with ``--amp fp16`` or ``--amp bf16``)."""
+    mode = ctx.options.get("amp")
+    if mode not in ("fp16", "bf16"):
+        return
+    rewrite = next((r for r in rules if r.data.get("role", "rewrite") == "rewrite"), None)
+    if rewrite is None:
+        return
+    report = next((r for r in rules if r.data.get("role") == "unsupported"), rewrite)
+    editor, analysis, findings = plan_amp_insert(module, str(mode), InsertRuleIds(rewrite.id, report.id))
+    if editor is not None and analysis is not None and not editor.empty:
+        if c.torch_alias(module) is None:
+            ctx.add_import("torch", rewrite)
+        editor.commit(ctx, analysis)
+    findings.emit(ctx)
+
+
+def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds
+                    ) -> tuple[Optional[c.StatementEditor], Optional[c.Analysis], c.Findings]:
+    """Decide the insertion for one original module."""
+    findings = c.Findings()
+    if "backward" not in module.code:
+        return None, None, findings
+    backwards = [s for s in _expression_lines(module) if _backward_call(s) is not None]
+    if not backwards:
+        return None, None, findings
+    analysis = c.Analysis(module)
+    for prefix in _EXISTING_AMP:
+        if next(iter(analysis.uses_under(prefix)), None) is not None:
+            return None, analysis, findings
+    planner = _InsertPlanner(analysis, mode, ids, findings)
+    try:
+        planner.check_file(backwards)
+    except Skip as skip:
+        findings.unsupported.append(analysis.unsupported(
+            ids.unsupported, skip.node, "mixed-precision insertion (--amp)", f"nothing inserted in this file: "
+            f"{skip.reason}"))
+        return None, analysis, findings
+    for scope in planner.scopes(backwards):
+        sub = c.StatementEditor()
+        rows_before = len(findings.changes)
+        try:
+            planner.plan_scope(scope, sub)
+        except Skip as skip:
+            del findings.changes[rows_before:]
+            findings.unsupported.append(analysis.unsupported(
+                ids.unsupported, skip.node, "mixed-precision insertion (--amp)",
+                f"nothing inserted here: {skip.reason}"))
+            continue
+        planner.merge(sub)
+    return planner.editor, analysis, findings
+
+
+class _InsertPlanner:
+    def __init__(self, analysis: c.Analysis, mode: str, ids: InsertRuleIds, findings: c.Findings) -> None:
+        self.a = analysis
+        self.mode = mode
+        self.ids = ids
+        self.findings = findings
+        self.editor = c.StatementEditor()
+        self.torch = c.torch_alias(analysis.module) or "torch"
+        self.scaler_name = _free_name(analysis.module)
+        self.optimizer_keys, self.optimizer_assignments = self._optimizers()
+
+    # -- whole-file refusals -----------------------------------------------------------------------
+    def check_file(self, backwards: list[cst.SimpleStatementLine]) -> None:
+        for cls in m.findall(self.a.module, m.ClassDef()):
+            for base in cls.bases:  # type: ignore[attr-defined]
+                if self.a.resolves_to(base.value, "torch.autograd.Function") or self.a.resolves_to(
+                        base.value, "torch.autograd.function.Function"):
+                    raise Skip(cls, f"custom autograd Function `{cls.name.value}` would run its forward under "
+                                    "autocast; decorate forward/backward with torch.amp.custom_fwd/custom_bwd"
+                                    "(device_type='npu') and add autocast by hand")
+        for node, name in self.a.uses_under("torch.autograd"):
+            if name in ("torch.autograd.grad", "torch.autograd.backward"):
+                raise Skip(node, f"`{name}` computes gradients outside loss.backward(); with a GradScaler they "
+                                 "would be scaled (see the gradient-penalty recipe in the torch.amp docs)")
+        for stmt in backwards:
+            call_node = _backward_call(stmt)
+            assert call_node is not None
+            for arg in call_node.args:
+                if arg.keyword is not None and arg.keyword.value == "create_graph":
+                    raise Skip(stmt, "backward(create_graph=True) (higher-order gradients) needs unscaled "
+                                     "gradients; add autocast and a GradScaler by hand")
+            receiver = call_node.func.value  # type: ignore[attr-defined]
+            if any("scale" in n.lower() for n in c.names_in(receiver)):
+                raise Skip(stmt, "manual loss scaling is already present (the backward receiver mentions a "
+                                 "scale); replace it by torch.amp.GradScaler('npu') by hand")
+
+    def scopes(self, backwards: list[cst.SimpleStatementLine]) -> list[_Scope]:
+        scopes: dict[int, _Scope] = {}
+        for stmt in backwards:
+            owner = self.a.scope_of(stmt)
+            scopes.setdefault(id(owner), _Scope(owner)).backwards.append(stmt)
+        for scope in scopes.values():
+            for stmt in _expression_lines(scope.owner):
+                if self.a.scope_of(stmt) is not scope.owner:
+                    continue
+                call_node = stmt.body[0].value  # type: ignore[attr-defined]
+                if (isinstance(call_node, cst.Call) and m.matches(call_node.func, m.Attribute(attr=m.Name("step")))
+                        and self._is_optimizer(call_node.func.value)):  # type: ignore[attr-defined]
+                    scope.steps.append(stmt)
+        return list(scopes.values())
+
+    # -- one function ------------------------------------------------------------------------------
+    def plan_scope(self, scope: _Scope, editor: c.StatementEditor) -> None:
+        if not scope.steps:
+            raise Skip(scope.backwards[0], "no optimizer step (`optimizer.step()` of a torch.optim optimizer) "
+                                           "in the function that calls backward")
+        for step in scope.steps:
+            call_node = step.body[0].value  # type: ignore[attr-defined]
+            if call_node.args:
+                raise Skip(step, "optimizer.step(closure) cannot go through GradScaler.step")
+        regions = []
+        for stmt in scope.backwards:
+            region = forward_region(self.a, self._block_statement(stmt))
+            if region is None:
+                if stmt is scope.backwards[0]:
+                    raise Skip(stmt, "the forward pass is not in the same block before loss.backward()")
+                continue
+            regions.append((stmt, region))
+        dtype = "float16" if self.mode == "fp16" else "bfloat16"
+        item = c.call(f"{self.torch}.autocast", cst.Arg(c.string("npu")),
+                      c.kwarg("dtype", c.dotted(f"{self.torch}.{dtype}")))
+        for stmt, (first, last) in regions:
+            if any(w.first is first for w in editor.wraps):
+                continue
+            editor.wraps.append(c.Wrap(first=first, last=last, item=item))
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, first, Operation.INSERT, f"forward pass and loss run under {dtype} autocast",
+                "review", after="with " + self.a.module.code_for_node(item) + ":"))
+        if self.mode != "fp16":
+            return
+        scaler = self._plan_scaler(scope, editor)
+        for stmt in scope.backwards:
+            call_node = _backward_call(stmt)
+            assert call_node is not None
+            receiver = call_node.func.value  # type: ignore[attr-defined]
+            scaled = c.method_call(scaler, "scale", receiver)
+            editor.replace_expr[receiver] = lambda _u, s=scaled: s
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, receiver, Operation.MODIFY, "loss scaled before backward (fp16 GradScaler)",
+                "safe", after=self.a.module.code_for_node(scaled)))
+        last_in_suite: dict[int, cst.SimpleStatementLine] = {}
+        for step in scope.steps:
+            last_in_suite[id(self.a.parent(step))] = step
+        for step in scope.steps:
+            optimizer = step.body[0].value.func.value  # type: ignore[attr-defined]
+            new_call = c.method_call(scaler, "step", optimizer)
+            editor.replace_stmt[step] = lambda upd, n=new_call: [upd.with_changes(
+                body=[upd.body[0].with_changes(value=n)])]
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, step, Operation.MODIFY, "optimizer step goes through the loss scaler (skipped "
+                "when gradients overflowed)", "safe", after=self.a.module.code_for_node(new_call)))
+            if last_in_suite[id(self.a.parent(step))] is step:
+                update = c.expr_stmt(c.method_call(scaler, "update"))
+                editor.after[step].append(update)
+                self.findings.changes.append(self.a.change(
+                    self.ids.rewrite, step, Operation.INSERT, "loss scale updated after the optimizer step(s)",
+                    "safe", after=self.a.module.code_for_node(update).strip()))
+        self._plan_clipping(scope, scaler, editor)
+
+    def _block_statement(self, stmt: cst.BaseStatement) -> cst.BaseStatement:
+        return stmt
+
+    def _plan_clipping(self, scope: _Scope, scaler: cst.BaseExpression, editor: c.StatementEditor) -> None:
+        for call_node in m.findall(scope.owner, m.Call(func=m.OneOf(m.Attribute(), m.Name()))):
+            short = c.dotted_name_of(call_node.func).rsplit(".", 1)[-1]  # type: ignore[attr-defined]
+            if short not in _CLIP_FUNCTIONS or self.a.scope_of(call_node) is not scope.owner:
+                continue
+            stmt = self.a.statement_of(call_node)
+            suite = self.a.parent(stmt)
+            body = list(suite.body) if isinstance(suite, (cst.IndentedBlock, cst.Module)) else []
+            later_steps = [s for s in body[body.index(stmt) + 1:] if s in scope.steps] if stmt in body else []
+            if later_steps:
+                seen: list[cst.BaseExpression] = []
+                for step in later_steps:
+                    optimizer = step.body[0].value.func.value  # type: ignore[attr-defined]
+                    if any(c.same_expr(self.a.module, optimizer, o) for o in seen):
+                        continue
+                    seen.append(optimizer)
+                    unscale = c.expr_stmt(c.method_call(scaler, "unscale_", optimizer))
+                    editor.before[stmt].append(unscale)
+                    self.findings.changes.append(self.a.change(
+                        self.ids.rewrite, stmt, Operation.INSERT, "gradients unscaled before clipping",
+                        "safe", after=self.a.module.code_for_node(unscale).strip()))
+                continue
+            keyword, position = _CLIP_FUNCTIONS[short]
+            threshold = c.call_arg(call_node, position, keyword)
+            if threshold is None:
+                raise Skip(stmt, "gradient clipping without a recognisable threshold")
+            scaled = cst.BinaryOperation(left=c.parenthesize(threshold.value), operator=cst.Multiply(
+                whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
+                right=c.method_call(scaler, "get_scale"))
+            editor.replace_expr[threshold.value] = lambda _u, s=scaled: s
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, threshold.value, Operation.MODIFY,
+                "clipping runs on scaled gradients (no optimizer step follows in its block, and unscale_ may run "
+                "only once per step): threshold multiplied by the current loss scale", "review",
+                after=self.a.module.code_for_node(scaled)))
+
+    def _plan_scaler(self, scope: _Scope, editor: c.StatementEditor) -> cst.BaseExpression:
+        """Create the scaler once, where it outlives the training loop; returns the expression naming it."""
+        first_step = scope.steps[0]
+        optimizer = first_step.body[0].value.func.value  # type: ignore[attr-defined]
+        in_loop = any(isinstance(a, (cst.For, cst.While)) for a in self._ancestors_within(first_step, scope.owner))
+        constructor = self._scaler_call()
+        if in_loop:
+            target: cst.BaseExpression = cst.Name(self.scaler_name)
+            body = scope.owner.body if isinstance(scope.owner, cst.Module) else scope.owner.body
+            suite = scope.owner if isinstance(scope.owner, cst.Module) else body
+            if not isinstance(suite, (cst.IndentedBlock, cst.Module)):
+                raise Skip(first_step, "one-line function body")
+            top = self.a.top_statement_in(first_step, suite)
+            assert top is not None
+            anchor_after = None
+            for stmt in suite.body[: list(suite.body).index(top)]:
+                if any(stmt is s for s in self.optimizer_assignments.get(_key(self.a, optimizer), [])):
+                    anchor_after = stmt
+            new = c.assign_stmt(target, constructor)
+            if anchor_after is not None:
+                editor.after[anchor_after].append(new)
+                where = anchor_after
+            else:
+                editor.before[top].append(new)
+                where = top
+            message = "one loss scaler for the training loop (fp16)"
+            if anchor_after is None and isinstance(scope.owner, cst.FunctionDef):
+                message += (f"; created on each call of {scope.owner.name.value}(), so the loss scale restarts "
+                            "per call: move it next to the optimizer if the function runs once per epoch")
+            self.findings.changes.append(self.a.change(
+                self.ids.rewrite, where, Operation.INSERT, message, "review" if anchor_after is None else "safe",
+                after=self.a.module.code_for_node(new).strip()))
+            return target
+        key = _key(self.a, optimizer)
+        if not key.startswith("self."):
+            raise Skip(first_step, "the optimizer step is not inside a loop of this function and the optimizer "
+                                   "is not an attribute: a scaler created on every call would lose its loss scale")
+        owner_class = self.a.class_of(scope.owner)
+        assignments = [s for s in self.optimizer_assignments.get(key, [])
+                       if owner_class is not None and self.a.class_of(self.a.scope_of(s)) is owner_class]
+        if not assignments:
+            raise Skip(first_step, f"no assignment of `{key}` in this class, so the scaler has no place to live")
+        target = cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.scaler_name))
+        new = c.assign_stmt(target, constructor)
+        editor.after[assignments[0]].append(new)
+        self.findings.changes.append(self.a.change(
+            self.ids.rewrite, assignments[0], Operation.INSERT, "one loss scaler next to the optimizer (fp16)",
+            "safe", after=self.a.module.code_for_node(new).strip()))
+        return target
+
+    def _scaler_call(self) -> cst.Call:
+        return c.call(cst.Attribute(value=c.dotted(f"{self.torch}.amp"), attr=cst.Name("GradScaler")),
+                      cst.Arg(c.string("npu")))
+
+    def _ancestors_within(self, node: cst.CSTNode, owner: cst.CSTNode) -> list[cst.CSTNode]:
+        out = []
+        for ancestor in self.a.ancestors(node):
+            if ancestor is owner:
+                break
+            out.append(ancestor)
+        return out
+
+    # -- optimizers --------------------------------------------------------------------------------
+    def _optimizers(self) -> tuple[set[str], dict[str, list[cst.SimpleStatementLine]]]:
+        """Names/attributes assigned a torch.optim optimizer (``optimizer``, ``self.opt_g``) and where."""
+        keys: set[str] = set()
+        assignments: dict[str, list[cst.SimpleStatementLine]] = {}
+        for stmt in m.findall(self.a.module, m.SimpleStatementLine(body=[m.Assign()])):
+            assign = stmt.body[0]  # type: ignore[attr-defined]
+            value = assign.value
+            if not isinstance(value, cst.Call):
+                continue
+            qualified = self.a.resolves_to(value.func, "torch.optim")
+            is_optimizer = (qualified is not None and not qualified.startswith(_NOT_OPTIMIZERS)
+                            and qualified.rsplit(".", 1)[-1][:1].isupper())
+            for target in assign.targets:
+                if not c.is_simple_reference(target.target):
+                    continue
+                key = _key(self.a, target.target)
+                if is_optimizer or "optim" in key.rsplit(".", 1)[-1].lower():
+                    keys.add(key)
+                    assignments.setdefault(key, []).append(stmt)
+        return keys, assignments
+
+    def _is_optimizer(self, receiver: cst.BaseExpression) -> bool:
+        if not c.is_simple_reference(receiver):
+            return False
+        key = _key(self.a, receiver)
+        if key in self.optimizer_keys:
+            return True
+        # A parameter or attribute named like an optimizer (``def train(model, optimizer, ...)``).
+        last = key.rsplit(".", 1)[-1].lower()
+        return "optim" in last and "sched" not in last
+
+    def merge(self, sub: c.StatementEditor) -> None:
+        self.editor.replace_expr.update(sub.replace_expr)
+        self.editor.replace_stmt.update(sub.replace_stmt)
+        for stmt, new in sub.before.items():
+            self.editor.before[stmt].extend(new)
+        for stmt, new in sub.after.items():
+            self.editor.after[stmt].extend(new)
+        self.editor.wraps.extend(sub.wraps)
+
+
+def _key(analysis: c.Analysis, node: cst.BaseExpression) -> str:
+    return "".join(analysis.module.code_for_node(node).split())
+
+
+def _expression_lines(root: cst.CSTNode) -> list[cst.SimpleStatementLine]:
+    return list(m.findall(root, m.SimpleStatementLine(body=[m.Expr(m.Call())])))
+
+
+def _backward_call(stmt: cst.SimpleStatementLine) -> Optional[cst.Call]:
+    if len(stmt.body) != 1 or not isinstance(stmt.body[0], cst.Expr):
+        return None
+    value = stmt.body[0].value
+    if isinstance(value, cst.Call) and m.matches(value.func, m.Attribute(attr=m.Name("backward"))):
+        return value
+    return None
+
+
+def _free_name(module: cst.Module) -> str:
+    used = c.names_in(module)
+    for name in ("scaler", "grad_scaler", "amp_scaler"):
+        if name not in used:
+            return name
+    index = 2
+    while f"scaler{index}" in used:
+        index += 1
+    return f"scaler{index}"
