@@ -232,3 +232,59 @@ def test_concurrent_builders_compile_once(tmp_path: Path, monkeypatch: pytest.Mo
     import torch
 
     assert native.build_dir().name.startswith(torch.__version__.replace("+", "_") + "-")
+
+
+EMULATOR_PROBE = """
+import json, threading
+import torch
+import transplant.emulate as emu
+
+emu.activate(native=True)
+out = {"count": torch.npu.device_count(), "accelerator_count": torch.accelerator.device_count()}
+
+# backward on every device index, including through a module and an optimizer step
+grads = []
+for index in (1, 3):
+    torch.npu.set_device(index)
+    model = torch.nn.Linear(4, 2).npu()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = model(torch.randn(3, 4).npu()).pow(2).sum()
+    loss.backward()
+    opt.step()
+    grads.append([str(model.weight.grad.device), str(model.weight.device), torch.npu.current_device()])
+out["backward"] = grads
+
+# the current device is per thread, as on hardware
+torch.npu.set_device(2)
+other = []
+t = threading.Thread(target=lambda: other.append(torch.npu.current_device()))
+t.start(); t.join()
+out["current"] = [torch.npu.current_device(), other[0]]
+
+# torch.Generator(device='npu') drives npu random ops reproducibly
+g = torch.Generator(device="npu")
+g.manual_seed(11)
+a = torch.randn(4, device="npu", generator=g)
+g.manual_seed(11)
+b = torch.randn(4, device="npu", generator=g)
+out["generator"] = [str(a.device), bool(torch.equal(a.cpu(), b.cpu()))]
+
+s = torch.Stream(device="npu")
+out["stream"] = [str(s.device), s.query()]
+torch.npu.synchronize()
+torch.accelerator.synchronize()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_emulator_with_native_helper_runs_backward_on_any_device() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSPLANT_NATIVE", "TRANSPLANT_NPU_COUNT")}
+    result = run_python(EMULATOR_PROBE, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = last_json(result.stdout)
+    assert out["count"] == 8 and out["accelerator_count"] == 8
+    assert out["backward"] == [["npu:1", "npu:1", 1], ["npu:3", "npu:3", 3]]
+    assert out["current"] == [2, 0]
+    assert out["generator"] == ["npu:2", True]
+    assert out["stream"] == ["npu:2", True]

@@ -211,12 +211,12 @@ def install(device_count: int) -> bool:
                 raise _Unavailable(str(error).splitlines()[0]) from error
         except _Unavailable as error:
             _reason = str(error)
-            _log.warning("native npu helper unavailable: %s", _reason)
+            _log.info("native npu helper unavailable: %s", _reason)
             use_copy_pin_memory()
             return False
         except OSError as error:
             _reason = f"loading the native helper failed: {error}"
-            _log.warning("native npu helper unavailable: %s", _reason)
+            _log.info("native npu helper unavailable: %s", _reason)
             use_copy_pin_memory()
             return False
         _extension = extension
@@ -259,9 +259,9 @@ def use_copy_pin_memory() -> None:
     _original_pin_memory = original
 
     def pin_memory(self: "torch.Tensor", device: object = None) -> "torch.Tensor":
-        if self.device.type != "cpu":
-            # Keep torch's own error for non-CPU tensors.
-            return original(self) if device is None else original(self, device)
+        if self.device.type != "cpu" or self.is_sparse:
+            # torch's own wording for this case.
+            raise RuntimeError(f"cannot pin '{self.type()}' only dense CPU tensors can be pinned")
         return self.clone()
 
     pin_memory.__doc__ = original.__doc__
