@@ -135,6 +135,39 @@ try:
 except ValueError as error:
     done["cpu_tensor"] = str(error)
 
+red = torch.full((2,), float(rank + 1), device=dev)
+dist.reduce(red, dst=0)
+done["reduce"] = red.tolist() if rank == 0 else None
+
+a2a = torch.zeros(2, device=dev)
+dist.all_to_all_single(a2a, torch.tensor([10.0 * rank, 10.0 * rank + 1], device=dev))
+done["all_to_all_single"] = a2a.tolist()
+
+gathered = [torch.zeros(1, device=dev) for _ in range(world)] if rank == 0 else None
+dist.gather(torch.tensor([float(rank)], device=dev), gathered, dst=0)
+done["gather"] = [g.tolist() for g in gathered] if rank == 0 else None
+
+scattered = torch.zeros(1, device=dev)
+dist.scatter(scattered, [torch.tensor([5.0]).npu(), torch.tensor([6.0]).npu()] if rank == 0 else None, src=0)
+done["scatter"] = scattered.tolist()
+
+if rank == 0:
+    dist.send(torch.tensor([42.0], device=dev), dst=1)
+    done["send_recv"] = "sent"
+else:
+    box = torch.zeros(1, device=dev)
+    dist.recv(box, src=0)
+    done["send_recv"] = box.tolist()
+
+objects = [{"from": rank}] if rank == 0 else [None]
+dist.broadcast_object_list(objects, src=0)
+done["broadcast_object_list"] = objects
+
+sub = dist.new_group(ranks=[0, 1], backend="hccl")
+st = torch.ones(1, device=dev)
+dist.all_reduce(st, group=sub)
+done["new_group"] = [dist.get_backend(sub), st.tolist()]
+
 reference = train(rank, "cpu", dist.new_group(backend="gloo"))
 for name, kwargs in [
     ("ddp_device_ids", dict(device_ids=[local])),
@@ -167,6 +200,13 @@ def test_torchrun_two_processes(tmp_path: Path) -> None:
         assert done["reduce_scatter"] == [float(2 * rank + 1)] * 2
         assert done["async_wait"] is True
         assert done["barrier"] is True
+        assert done["reduce"] == ([3.0, 3.0] if rank == 0 else None)
+        assert done["all_to_all_single"] == [float(rank), 10.0 + rank]
+        assert done["gather"] == ([[0.0], [1.0]] if rank == 0 else None)
+        assert done["scatter"] == [5.0 + rank]
+        assert done["send_recv"] == ("sent" if rank == 0 else [42.0])
+        assert done["broadcast_object_list"] == [{"from": 0}]
+        assert done["new_group"] == ["hccl", [2.0]]
         assert done["cpu_tensor"] == "ProcessGroupHCCL::allreduce: Tensors must be NPU and dense"
         for variant in ("ddp_device_ids", "ddp_no_device_ids", "ddp_static_graph", "ddp_bucket_view"):
             assert done[variant] is True, f"rank {rank}: {variant} differs from CPU/gloo DDP"
