@@ -269,6 +269,9 @@ def _unflatten(spec, tensors):
 
 
 def _make_rnn_fast_kernel(op: Any):
+    # The PackedSequence overloads take batch_sizes as a CPU tensor on every device.
+    cpu_ok = op._overloadname == "data"
+
     def kernel(*args, **kwargs):
         tensors, spec = _flatten(args)
         index = -1
@@ -281,7 +284,7 @@ def _make_rnn_fast_kernel(op: Any):
                         "Expected all tensors to be on the same device, but found at least two devices, "
                         f"npu:{index} and npu:{t._npu_index}! (when checking argument for {op._schema.name})"
                     )
-            elif t.dim() != 0:
+            elif t.dim() != 0 and not (cpu_ok and t.dtype == torch.int64):
                 from transplant.emulate.tensor import device_mismatch_error
 
                 raise device_mismatch_error(f"npu:{max(index, 0)}", str(t.device), op)

@@ -36,7 +36,11 @@ _MIXED_DEVICE_OPS = {
     "copy_", "_to_copy", "_copy_from", "_copy_from_and_resize", "to", "is_same_size",
     "_has_compatible_shallow_copy_type", "set_", "index", "index_put", "index_put_",
     "_index_put_impl_", "_unsafe_index", "_unsafe_index_put", "lift_fresh",
+    # PackedSequence keeps lengths/batch_sizes on CPU on every device.
+    "_pack_padded_sequence", "_pad_packed_sequence", "_pack_padded_sequence_backward",
 }
+# Outputs that stay on CPU on every device (PackedSequence batch sizes / lengths).
+_CPU_OUTPUTS = {"_pack_padded_sequence": (1,), "_pad_packed_sequence": (1,)}
 _INDEX_OPS = {"index", "index_put", "index_put_", "_index_put_impl_", "_unsafe_index", "_unsafe_index_put"}
 _RESIZING_OPS = {"resize_", "resize_as_", "set_", "_resize_output_"}
 
@@ -61,12 +65,13 @@ def _op_name(func: Any) -> str:
 class _OpInfo:
     """What __torch_dispatch__ needs to know about an op, computed once per OpOverload."""
 
-    __slots__ = ("mutated_returns", "resync", "mixed_ok", "index_op", "seeded", "has_generator", "replacement")
+    __slots__ = ("cpu_outputs", "mutated_returns", "resync", "mixed_ok", "index_op", "seeded", "has_generator", "replacement")
 
     def __init__(self, func: Any) -> None:
         schema = func._schema
         name = func.overloadpacket.__name__
         self.mixed_ok = name in _MIXED_DEVICE_OPS
+        self.cpu_outputs = _CPU_OUTPUTS.get(name)
         self.index_op = name in _INDEX_OPS
         self.seeded = torch.Tag.nondeterministic_seeded in func.tags
         self.has_generator = any(a.name == "generator" for a in schema.arguments)
@@ -340,6 +345,8 @@ def _dispatch(func, args, kwargs):
         return result
     if not wrap_outputs:
         return result
+    if info.cpu_outputs is not None:
+        return tuple(r if i in info.cpu_outputs else _wrap_result(r, out_index) for i, r in enumerate(result))
     return _wrap_result(result, out_index)
 
 
