@@ -277,6 +277,11 @@ def _proxy_class(name: str, module: str, target: type, call) -> type:
 # --------------------------------------------------------------------------- patches
 
 def _patch_factories(p: Patcher) -> None:
+    # torch.set_default_device / `with torch.device(...)` recognise factories by identity in a cached
+    # set: fill that cache with the real functions before they are wrapped.
+    import torch.utils._device as device_context
+
+    device_context._device_constructors()
     for name in FACTORIES:
         p.wrap(torch, name, lambda f, n=name: _kw_device(f, f"torch.{n}"), f"torch.{name}", "device=")
     for name in ("fftfreq", "rfftfreq"):
@@ -314,7 +319,7 @@ def _patch_tensor(p: Patcher, policy: CallerPolicy) -> None:
     for name in TENSOR_NEW_METHODS:
         p.wrap(Tensor, name, lambda f, n=name: _kw_device(f, f"torch.Tensor.{n}"), f"torch.Tensor.{name}", "device=")
     for name in ("pin_memory", "is_pinned"):
-        p.wrap(Tensor, name, lambda f, n=name: _first_arg_device(f, f"torch.Tensor.{n}", ints=False),
+        p.wrap(Tensor, name, lambda f, n=name: _first_arg_device(f, f"torch.Tensor.{n}", index=1, ints=False),
                f"torch.Tensor.{name}", "device")
 
     def cuda(self, device=None, non_blocking=False, **kwargs):
@@ -383,9 +388,14 @@ def _patch_tensor_type(p: Patcher) -> None:
         if entry is None:
             return original_type(self, dtype, non_blocking, **kwargs)
         target, source_dtype, target_dtype = entry
-        record("torch.Tensor.type", "device", key, target)
+        classification = STATE.classification
+        severity = classification.severities.get(key, "safe") if classification else "safe"
+        record("torch.Tensor.type", "device", key, target, rule=classification.rule_ids.get(key, "") if classification else "",
+               severity="review" if source_dtype != target_dtype else severity)
         if source_dtype != target_dtype:
             _warn_dtype(key, target, source_dtype, target_dtype)
+        elif severity == "review":
+            _warn_review(key, target, classification.messages.get(key, ""))
         device = self.device if self.device.type == "npu" else torch.device("npu", torch.npu.current_device())
         return self.to(device=device, dtype=target_dtype, non_blocking=non_blocking)
 
@@ -861,10 +871,8 @@ def install(config: Config | None = None) -> bool:
         p.undo()
         STATE.patcher = None
         raise
-    STATE.lazy = [
-        ("torch.distributed.fsdp.fully_sharded_data_parallel", _patch_fsdp),
-        ("torch.utils._device", _patch_device_context),
-    ]
+    STATE.lazy = [("torch.distributed.fsdp.fully_sharded_data_parallel", _patch_fsdp)]
+    _patch_device_context(sys.modules["torch.utils._device"])
     for name, callback in STATE.lazy:
         FINDER.register(name, callback)
     if not STATE.atexit_registered:
