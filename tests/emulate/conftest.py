@@ -5,23 +5,15 @@ kernels are registered). Tests that need it in-process request the session fixtu
 test using it is moved to the *end* of the pytest session, so tests of other packages (the
 rewriter, ``transplant.auto``) never run in an activated process, whatever order pytest collected
 them in. Behaviour that must start from a clean interpreter (activation itself, the pure-Python
-fallback, the torch_npu stand-in, exit-time aborts) runs in subprocesses via ``run_python``.
+fallback, the torch_npu stand-in, exit-time aborts) runs in subprocesses via
+``emulate_helpers.run_python``.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Iterator, List
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-SHIM_DIR = REPO / "transplant" / "emulate" / "shim"
-
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: List[pytest.Item]) -> None:
     activated = [item for item in items if "npu" in getattr(item, "fixturenames", ())]
@@ -49,47 +41,3 @@ def rng_mode(npu) -> Iterator[object]:
     previous = emulate.rng_mode()
     yield emulate.set_rng_mode
     emulate.set_rng_mode(previous)
-
-
-def python_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.pop("TRANSPLANT_STRICT_CUDA", None)
-    if extra:
-        env.update(extra)
-    return env
-
-
-def start_python(code: str, env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=python_env(env),
-        cwd=str(cwd) if cwd else None,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Wait for ``proc``; kill it (never leave it behind) if it overruns."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"subprocess timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
-    finally:
-        try:  # the script's own children (if any) go with it
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def run_python(code: str, env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter with the repository importable."""
-    return finish(start_python(code, env, cwd), timeout)

@@ -1,0 +1,88 @@
+"""``torch.npu``: the device-module surface migrated scripts and torch core use (emulator.md §Q6)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def test_registered_modules(npu) -> None:
+    import torch.npu
+    import torch.npu.amp
+    from torch.npu.amp import GradScaler, autocast  # noqa: F401
+
+    assert sys.modules["torch.npu"] is torch.npu is npu
+    assert sys.modules["torch.npu.amp"] is torch.npu.amp
+    assert torch.get_device_module("npu") is npu
+    assert torch._C._get_privateuse1_backend_name() == "npu"
+    assert torch.device("npu:1").type == "npu"
+
+
+def test_device_queries(npu) -> None:
+    from transplant.emulate import _state
+
+    assert npu.is_available() and npu.is_initialized() and npu._initialized
+    assert npu.device_count() == _state.device_count >= 1
+    assert npu.current_device() == 0
+    npu.set_device(0)
+    npu.set_device("npu:0")
+    npu.set_device(torch.device("npu", 0))
+    npu.init()
+    npu._lazy_init()
+    assert npu._is_in_bad_fork() is False
+    assert npu._utils._get_device_index("npu:0") == 0
+    assert npu._utils._get_device_index(torch.device("npu"), optional=True) == 0
+    assert npu._utils._get_device_index("cpu", allow_cpu=True) == -1
+    with pytest.raises(ValueError):
+        npu._utils._get_device_index("cuda:0")
+    with npu.device(0):
+        assert npu.current_device() == 0
+    t = torch.ones(1).npu()
+    with npu.device_of(t):
+        assert npu.current_device() == 0
+    assert "emulated" in npu.get_device_name(0)
+    assert npu.get_device_properties(0).total_memory > 0
+    assert isinstance(npu.get_device_capability(), tuple)
+    assert npu.is_bf16_supported()
+    npu.synchronize()
+    assert torch.accelerator.is_available() and torch.accelerator.current_accelerator().type == "npu"
+
+
+def test_memory_stubs_report_zero(npu) -> None:
+    npu.empty_cache()
+    npu.reset_peak_memory_stats()
+    for fn in (npu.memory_allocated, npu.max_memory_allocated, npu.memory_reserved, npu.max_memory_reserved):
+        assert fn() == 0 and fn(0) == 0
+    assert npu.memory_stats() == {}
+    free, total = npu.mem_get_info()
+    assert free == total > 0
+    assert "not tracked" in npu.memory_summary()
+
+
+def test_streams_and_events(npu) -> None:
+    stream = npu.Stream()
+    assert stream.device == torch.device("npu:0") and stream.query()
+    with npu.stream(stream):
+        assert npu.current_stream() is stream
+    assert npu.current_stream() == npu.default_stream()
+    start, end = npu.Event(enable_timing=True), npu.Event(enable_timing=True)
+    start.record()
+    torch.ones(10, device="npu").sum()
+    end.record()
+    end.synchronize()
+    assert end.elapsed_time(start) <= 0 <= start.elapsed_time(end)
+    stream.wait_event(end)
+    stream.synchronize()
+
+
+def test_amp_helpers_and_torch_npu_knobs(npu) -> None:
+    assert npu.get_amp_supported_dtype() == [torch.float16, torch.bfloat16]
+    assert not npu.is_autocast_enabled()
+    with torch.autocast("npu", dtype=torch.bfloat16):
+        assert npu.is_autocast_enabled() and npu.get_autocast_dtype() == torch.bfloat16
+    npu.set_compile_mode(jit_compile=False)
+    npu.config.allow_internal_format = False
+    assert npu.config.allow_internal_format is False
