@@ -214,8 +214,8 @@ def install(device_count: int) -> bool:
             _log.info("native npu helper unavailable: %s", _reason)
             use_copy_pin_memory()
             return False
-        except OSError as error:
-            _reason = f"loading the native helper failed: {error}"
+        except OSError as error:  # unwritable cache directory, unloadable library, ...
+            _reason = f"cannot build or load the native helper in {build_dir()}: {error}"
             _log.info("native npu helper unavailable: %s", _reason)
             use_copy_pin_memory()
             return False
