@@ -419,6 +419,16 @@ class StatementEditor:
     def empty(self) -> bool:
         return not (self.replace_expr or self.replace_stmt or self.before or self.after or self.wraps)
 
+    def merge(self, other: "StatementEditor") -> None:
+        """Take over ``other``'s planned edits (a sub-plan that was kept)."""
+        self.replace_expr.update(other.replace_expr)
+        self.replace_stmt.update(other.replace_stmt)
+        for stmt, new in other.before.items():
+            self.before[stmt].extend(new)
+        for stmt, new in other.after.items():
+            self.after[stmt].extend(new)
+        self.wraps.extend(other.wraps)
+
     def remove(self, stmt: cst.BaseStatement) -> None:
         self.replace_stmt[stmt] = lambda _updated: []
 
@@ -509,7 +519,7 @@ def _wrapped(item: cst.BaseExpression, statements: list[cst.BaseStatement]) -> c
 # Imports
 # --------------------------------------------------------------------------------------------------
 
-def _alias_binding(alias: cst.ImportAlias, module: str) -> tuple[str, str]:
+def alias_binding(alias: cst.ImportAlias, module: str) -> tuple[str, str]:
     """(local name, qualified name it binds) of one alias of ``import x`` / ``from module import x``."""
     imported = dotted_name_of(alias.name)
     qualified = f"{module}.{imported}" if module else imported
@@ -553,87 +563,26 @@ def is_consumed(analysis: Analysis, node: cst.CSTNode, consumed: set[int]) -> bo
     return any(id(a) in consumed for a in analysis.ancestors(node))
 
 
-def plan_import_cleanup(analysis: Analysis, editor: StatementEditor, prefix: str, consumed: set[int],
-                        rule: str, findings: Findings, message: str) -> None:
-    """Remove imports of ``prefix`` (e.g. ``apex``) whose every use the plan rewrites away.
-
-    A ``try: from apex import amp / except ImportError: ...`` whose body becomes empty goes entirely: its
-    handler could only run when the import failed.
-    """
-    uses = list(analysis.uses_under(prefix))
-    imports = [(line, small) for line in _import_lines(analysis.module)
-               for small in line.body if isinstance(small, (cst.Import, cst.ImportFrom))]
-    removed_lines: set[int] = set()
-    for line, small in imports:
-        module_text = dotted_name_of(small.module) if isinstance(small, cst.ImportFrom) and small.module else ""
-        if isinstance(small, cst.ImportFrom) and (small.relative or isinstance(small.names, cst.ImportStar)):
-            continue
-        aliases = list(small.names)  # type: ignore[arg-type]
-        keep: list[cst.ImportAlias] = []
-        dropped = 0
-        for alias in aliases:
-            local, qualified = _alias_binding(alias, module_text)
-            if not (qualified == prefix or qualified.startswith(prefix + ".")):
-                keep.append(alias)
-                continue
-            scope = analysis.scope_of(line)
-            live = [u for u, _q in uses if not is_consumed(analysis, u, consumed)
-                    and _root_name(u) == local and _visible(analysis, u, scope)]
-            if live:
-                keep.append(alias)
-            else:
-                dropped += 1
-        if not dropped:
-            continue
-        if len(line.body) != 1:
-            continue  # ``import a; import apex`` on one line: rare, left for the user (reported by the caller's rows)
-        findings.changes.append(analysis.change(rule, line, Operation.DELETE if not keep else Operation.MODIFY,
-                                                message, "safe", after="" if not keep else "(unused apex names removed)"))
-        if not keep:
-            editor.remove(line)
-            removed_lines.add(id(line))
-        else:
-            fixed = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) if i == len(keep) - 1 else a
-                     for i, a in enumerate(keep)]
-            editor.replace_stmt[line] = (lambda upd, fixed=fixed, small=small:
-                                         [upd.with_changes(body=[small.with_changes(names=fixed)])])
-    # Drop ``try: <removed imports> except ImportError: ...`` wholesale.
-    for line_id in list(removed_lines):
-        line = next(l for l, _ in imports if id(l) == line_id)
-        block = analysis.parent(line)
-        handler_owner = analysis.parent(block) if block is not None else None
-        if not isinstance(handler_owner, cst.Try) or handler_owner.body is not block:
-            continue
-        if not all(id(s) in removed_lines for s in block.body):  # type: ignore[union-attr]
-            continue
-        if handler_owner.orelse is not None or handler_owner.finalbody is not None:
-            continue
-        if all(_catches_import_error(h) for h in handler_owner.handlers):
-            for s in block.body:  # type: ignore[union-attr]
-                editor.replace_stmt.pop(s, None)
-            editor.remove(handler_owner)
-
-
-def _catches_import_error(handler: cst.ExceptHandler) -> bool:
+def catches_import_error(handler: cst.ExceptHandler) -> bool:
     if handler.type is None:
         return True
     names = {n.value for n in m.findall(handler.type, m.Name())}
     return bool(names) and names <= {"ImportError", "ModuleNotFoundError", "Exception"}
 
 
-def _root_name(node: cst.CSTNode) -> str:
+def root_name(node: cst.CSTNode) -> str:
     while isinstance(node, cst.Attribute):
         node = node.value
     return node.value if isinstance(node, cst.Name) else ""
 
 
-def _visible(analysis: Analysis, use: cst.CSTNode, import_scope: cst.CSTNode) -> bool:
+def visible(analysis: Analysis, use: cst.CSTNode, import_scope: cst.CSTNode) -> bool:
     """Could an import in ``import_scope`` bind the name at ``use``? (module imports are seen everywhere)."""
     return isinstance(import_scope, cst.Module) or import_scope is analysis.scope_of(use) or any(
         a is import_scope for a in analysis.ancestors(use))
 
 
-def _import_lines(module: cst.Module) -> Iterator[cst.SimpleStatementLine]:
+def import_lines(module: cst.Module) -> Iterator[cst.SimpleStatementLine]:
     stack: list[cst.CSTNode] = [module]
     while stack:
         node = stack.pop()

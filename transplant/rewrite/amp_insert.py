@@ -111,7 +111,7 @@ def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds
                 ids.unsupported, skip.node, "mixed-precision insertion (--amp)",
                 f"nothing inserted here: {skip.reason}"))
             continue
-        planner.merge(sub)
+        planner.editor.merge(sub)
     return planner.editor, analysis, findings
 
 
@@ -356,15 +356,6 @@ class _InsertPlanner:
         # A parameter or attribute named like an optimizer (``def train(model, optimizer, ...)``).
         last = key.rsplit(".", 1)[-1].lower()
         return "optim" in last and "sched" not in last
-
-    def merge(self, sub: c.StatementEditor) -> None:
-        self.editor.replace_expr.update(sub.replace_expr)
-        self.editor.replace_stmt.update(sub.replace_stmt)
-        for stmt, new in sub.before.items():
-            self.editor.before[stmt].extend(new)
-        for stmt, new in sub.after.items():
-            self.editor.after[stmt].extend(new)
-        self.editor.wraps.extend(sub.wraps)
 
 
 def _key(analysis: c.Analysis, node: cst.BaseExpression) -> str:

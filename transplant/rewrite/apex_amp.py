@@ -30,7 +30,6 @@ import libcst.matchers as m
 
 from transplant.results import Operation
 from transplant.rewrite import amp_common as c
-from transplant.rewrite.passes import register_pass
 
 APEX_AMP = "apex.amp"
 # Keyword arguments of amp.initialize that have no torch.amp counterpart (dropped, one review row).
@@ -76,15 +75,16 @@ class AmpRuleIds:
                 "torch.amp.GradScaler('npu') for scale(loss).backward() / step / update")
 
 
-def plan_apex_amp(module: cst.Module, ids: AmpRuleIds
-                  ) -> tuple[Optional[c.StatementEditor], Optional[c.Analysis], c.Findings]:
-    """Decide the apex.amp rewrite of one (original) module: the edits, or only rows saying why not."""
-    if "amp" not in module.code:
-        return None, None, c.Findings()
-    analysis = c.Analysis(module)
+def plan_apex_amp(analysis: c.Analysis, ids: AmpRuleIds
+                  ) -> tuple[Optional[c.StatementEditor], c.Findings, set[int]]:
+    """Decide the apex.amp rewrite of one (original) module: (edits, rows, ids of rewritten nodes).
+
+    All or nothing: when any use has a shape we do not rewrite, there are no edits and every use gets an
+    unsupported row with the reason.
+    """
     uses = list(analysis.uses_under(APEX_AMP))
     if not uses:
-        return None, None, c.Findings()
+        return None, c.Findings(), set()
     planner = _Planner(analysis, ids)
     try:
         planner.plan(uses)
@@ -93,24 +93,8 @@ def plan_apex_amp(module: cst.Module, ids: AmpRuleIds
         for node, name in uses:
             findings.unsupported.append(analysis.unsupported(
                 ids.unsupported, node, name, f"not rewritten: {abort.reason}. {ids.tip}"))
-        return None, analysis, findings
-    return planner.editor, analysis, planner.findings
-
-
-@register_pass("apex_amp")
-def apex_amp_pass(module: cst.Module, ctx, rules: list) -> None:
-    """Engine entry point for the ``apex_amp`` rule kind (see :mod:`transplant.rewrite.passes`)."""
-    rewrite = next((r for r in rules if r.data.get("role", "rewrite") == "rewrite"), None)
-    if rewrite is None:
-        return
-    report = next((r for r in rules if r.data.get("role") == "unsupported"), rewrite)
-    ids = AmpRuleIds(rewrite=rewrite.id, unsupported=report.id, tip=report.tip or AmpRuleIds.tip)
-    editor, analysis, findings = plan_apex_amp(module, ids)
-    if editor is not None and analysis is not None:
-        if any(row.after == "import torch" for row in findings.changes):
-            ctx.add_import("torch", rewrite)
-        editor.commit(ctx, analysis)
-    findings.emit(ctx)
+        return None, findings, set()
+    return planner.editor, planner.findings, planner.consumed
 
 
 class _Planner:
@@ -122,7 +106,6 @@ class _Planner:
         self.consumed: set[int] = set()
         self.sites: list[InitSite] = []
         self.torch = c.torch_alias(analysis.module) or "torch"
-        self.needs_torch_import = c.torch_alias(analysis.module) is None
         self.scaler_name = _free_name(analysis.module, ("scaler", "grad_scaler", "amp_scaler"))
 
     # -- driver ------------------------------------------------------------------------------------
@@ -155,12 +138,6 @@ class _Planner:
         for short in ("state_dict", "load_state_dict"):
             for call_node, _ in calls.get(f"{APEX_AMP}.{short}", []):
                 self._plan_state(call_node, short)
-        if self.needs_torch_import and self.a.module.body:
-            self.findings.changes.append(self.a.change(
-                self.ids.rewrite, self.a.module.body[0], Operation.INSERT,
-                "import torch for torch.amp/torch.autocast", "safe", after="import torch"))
-        c.plan_import_cleanup(self.a, self.editor, "apex", self.consumed, self.ids.rewrite, self.findings,
-                              "apex import removed: every apex.amp use was rewritten to torch.amp")
 
     # -- amp.initialize ----------------------------------------------------------------------------
     def _plan_init(self, call_node: cst.Call) -> InitSite:
