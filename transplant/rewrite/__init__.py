@@ -93,7 +93,9 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
     changes, unsupported = ctx.finish_rows()
     if not ctx.has_edits():
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
-    if module.code != body:
+    if ctx.roundtrip_ok is None:
+        ctx.roundtrip_ok = module.code == body
+    if not ctx.roundtrip_ok:
         # The parser would not reproduce this file byte for byte: emitting it would change more than
         # the rules did. Keep the file; the rows still tell the user what needs migrating.
         return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,

@@ -7,11 +7,13 @@ numbers from positions of the original nodes, so every row refers to the origina
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from libcst._nodes.internal import CodegenState
+from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
 
 from transplant.results import Change, Operation, Unsupported
 from transplant.rewrite.names import ImportTable
@@ -31,6 +33,60 @@ class _PendingChange:
     message: str
     before: str
     after: str
+    after_node: bool = False  # an insert after ``node``: the row's line is the one following it
+
+
+class _SparsePositions(CodegenState):
+    """Codegen that records positions only for the requested nodes.
+
+    libcst's PositionProvider records every node (several times the cost of printing); reports need a
+    handful. The generated tokens double as the round-trip check (``code == original``).
+    """
+
+    def __init__(self, module: cst.Module, targets: set[int]) -> None:
+        super().__init__(default_indent=module.default_indent, default_newline=module.default_newline)
+        self.targets = targets
+        self.found: dict[int, CodeRange] = {}
+        self._outer: dict[int, CodePosition] = {}
+        self._counted = 0
+        self._line = 1
+        self._col = 0
+
+    def _here(self) -> CodePosition:
+        tokens = self.tokens
+        for i in range(self._counted, len(tokens)):
+            t = tokens[i]
+            n = t.count("\n")
+            if n:
+                self._line += n
+                self._col = len(t) - t.rfind("\n") - 1
+            else:
+                self._col += len(t)
+        self._counted = len(tokens)
+        return CodePosition(self._line, self._col)
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        if id(node) in self.targets:
+            start = self._here()
+            skip = len(getattr(node, "leading_lines", ()) or ())
+            if skip:  # a statement's blank/comment lines above it are not the statement
+                start = CodePosition(start.line + skip, 0)
+            self._outer[id(node)] = start
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        key = id(node)
+        if key in self.targets and key not in self.found:
+            self.found[key] = CodeRange(self._outer.get(key, self._here()), self._here())
+
+    @contextmanager
+    def record_syntactic_position(self, node: cst.CSTNode, *, start_node: Optional[cst.CSTNode] = None,
+                                  end_node: Optional[cst.CSTNode] = None) -> Iterator[None]:
+        if id(node) not in self.targets:
+            yield
+            return
+        start = self._here()
+        yield
+        self.found[id(node)] = CodeRange(start, self._here())
 
 
 @dataclass
@@ -64,6 +120,9 @@ class FileContext:
         self.required_imports: list[tuple[str, Rule]] = []  # (module, rule that needs it)
         self.npu_needed_by: Optional[Rule] = None
         self._positions: Optional[dict[cst.CSTNode, CodeRange]] = None
+        self._sparse: dict[int, CodeRange] = {}
+        # None: not known yet; set when a codegen of the original tree was compared with the source
+        self.roundtrip_ok: Optional[bool] = None
         self._parents: Optional[dict[int, cst.CSTNode]] = None
 
     # ----------------------------------------------------------------- lookups
@@ -120,9 +179,14 @@ class FileContext:
             self.edit_ancestors.update(id(a) for a in ancestors)
 
     def record_change(self, node: Optional[cst.CSTNode], rule: Rule, message: str = "", *, before: str = "",
-                      after: str = "", operation: Operation = Operation.MODIFY, line: int = 0) -> None:
-        """One change_list.csv row for an original node (or an original ``line`` for inserts)."""
-        self.changes.append(_PendingChange(node, line, rule, operation, message or rule.message, before, after))
+                      after: str = "", operation: Operation = Operation.MODIFY, line: int = 0,
+                      after_node: bool = False) -> None:
+        """One change_list.csv row for an original node (or an original ``line`` for inserts).
+
+        ``after_node=True``: an insert after ``node``; the row names the line that follows it.
+        """
+        self.changes.append(_PendingChange(node, line, rule, operation, message or rule.message, before, after,
+                                           after_node))
         if rule.needs_torch_npu and self.npu_needed_by is None:
             self.npu_needed_by = rule
 
@@ -141,9 +205,19 @@ class FileContext:
 
     def finish_rows(self) -> tuple[list[Change], list[Unsupported]]:
         """Rows with original-file positions, sorted by position."""
+        if self._positions is None:
+            targets = {id(r.node) for r in [*self.changes, *self.unsupported] if r.node is not None}
+            if targets or self.edits:
+                state = _SparsePositions(self.module, targets)
+                self.module._codegen(state)
+                self._sparse = state.found
+                self.roundtrip_ok = "".join(state.tokens) == self.source_text
         changes: list[Change] = []
         for c in self.changes:
             line, end, col = self._where(c.node, c.line)
+            if c.after_node:
+                line = end = end + 1
+                col = 1
             changes.append(Change(rule=c.rule.id, line=line, end_line=end, column=col, operation=c.operation,
                                   message=c.message, severity=c.rule.severity, before=c.before, after=c.after))
         unsupported: list[Unsupported] = []
@@ -157,7 +231,7 @@ class FileContext:
     def _where(self, node: Optional[cst.CSTNode], line: int) -> tuple[int, int, int]:
         if node is None:
             return line, line, 1
-        pos = self.position(node)
+        pos = self._sparse.get(id(node)) or self.position(node)
         return pos.start.line, pos.end.line, pos.start.column + 1
 
 

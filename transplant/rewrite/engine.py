@@ -30,11 +30,44 @@ from transplant.rules import RuleSet
 Handler = Callable[..., Optional[bool]]
 
 
-class _Detector(cst.CSTVisitor):
-    """Dispatches nodes to kind handlers while keeping the ancestor stack."""
+# Fields that only hold whitespace, comments or punctuation: never worth walking into.
+_SKIP_FIELDS = frozenset({
+    "lpar", "rpar", "comma", "equal", "semicolon", "colon", "newline", "header", "footer", "leading_lines",
+    "lines_after_decorators", "trailing_whitespace", "operator", "whitespace_before", "whitespace_after",
+    "whitespace_before_params", "whitespace_after_def", "whitespace_after_name", "whitespace_before_colon",
+    "whitespace_after_at", "whitespace_after_import", "whitespace_after_from", "whitespace_before_import",
+    "whitespace_after_star", "whitespace_after_star_star", "whitespace_after_indicator",
+    "whitespace_after_param", "whitespace_before_indicator", "whitespace_before_args", "whitespace_after_as",
+    "whitespace_before_as", "whitespace_before_walrus", "whitespace_after_walrus", "whitespace_after_if",
+    "whitespace_before_if", "whitespace_after_else", "whitespace_before_else", "whitespace_after_in",
+    "whitespace_before_in", "whitespace_after_for", "whitespace_before_for", "whitespace_after_lambda",
+    "whitespace_after_await", "whitespace_after_return", "whitespace_after_del", "whitespace_after_assert",
+    "whitespace_after_raise", "whitespace_after_global", "whitespace_after_nonlocal", "whitespace_after_with",
+    "whitespace_after_case", "whitespace_after_match", "whitespace_after_async", "whitespace_after_yield",
+    "whitespace_after_from_", "whitespace_before_from", "whitespace_after_class", "whitespace_after_while",
+    "whitespace_after_except", "whitespace_after_dot", "whitespace_before_dot", "lbracket", "rbracket",
+    "lbrace", "rbrace", "dot", "asynchronous", "indent", "start", "end", "quote", "prefix",
+})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        import dataclasses
+
+        names = _FIELDS[cls] = tuple(
+            f.name for f in dataclasses.fields(cls)
+            if f.name not in _SKIP_FIELDS and not f.name.startswith("whitespace")
+        )
+    return names
+
+
+class _Detector:
+    """Walks the tree once (without libcst's rebuild-as-you-visit machinery), dispatching node types to
+    the kind handlers and keeping the ancestor stack."""
 
     def __init__(self, ctx: FileContext) -> None:
-        super().__init__()
         self.ctx = ctx
         self.stack: list[cst.CSTNode] = []
         self.names = QualifiedNames(ctx)
@@ -55,17 +88,30 @@ class _Detector(cst.CSTVisitor):
             cst.Decorator: self._decorator,
         }
 
-    # libcst calls these for every node; keep them lean.
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        handler = self.dispatch.get(type(node))
-        descend = True
-        if handler is not None and handler(node) is False:
-            descend = False
-        self.stack.append(node)
-        return descend
+    def walk(self, node: cst.CSTNode) -> None:
+        """Depth-first, children in field order; a handler returning False prunes the subtree."""
+        dispatch = self.dispatch
+        stack = self.stack
+        base = cst.CSTNode
+        fields = _FIELDS
 
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        self.stack.pop()
+        def visit(n: cst.CSTNode) -> None:
+            handler = dispatch.get(type(n))
+            if handler is not None and handler(n) is False:
+                return
+            stack.append(n)
+            names = fields.get(type(n)) or _fields_of(type(n))
+            for name in names:
+                value = getattr(n, name)
+                if isinstance(value, base):
+                    visit(value)
+                elif type(value) is tuple or type(value) is list:
+                    for item in value:
+                        if isinstance(item, base):
+                            visit(item)
+            stack.pop()
+
+        visit(node)
 
     # ------------------------------------------------------------ handlers
     def _attribute(self, node: cst.Attribute) -> Optional[bool]:
@@ -152,10 +198,10 @@ def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: fr
     """Detect every edit and row for ``module`` (nothing applied yet)."""
     ctx = FileContext(path, module, ruleset, ImportTable.from_module(module), project_modules, source_text)
     detector = _Detector(ctx)
-    module.visit(detector)
+    detector.walk(module)
     detector.methods.finish()
     detector.literals.finish()
-    for run_pass, rules in passes.passes_for(list(ruleset)):
+    for run_pass, rules in passes.passes_for(list(ruleset), source_text):
         run_pass(module, ctx, rules)
     ImportEdits(ctx).finish()
     return ctx

@@ -92,10 +92,9 @@ class ImportEdits:
             return cst.FlattenSentinel([u, *_new])
 
         self.ctx.replace(line, edit, ancestors=ancestors)
-        after_line = self.ctx.position(line).end.line + 1
         for module, r in wanted:
-            self.ctx.record_change(None, r, f"insert `import {module}`", after=f"import {module}",
-                                   operation=Operation.INSERT, line=after_line)
+            self.ctx.record_change(line, r, f"insert `import {module}`", after=f"import {module}",
+                                   operation=Operation.INSERT, after_node=True)
 
     # ------------------------------------------------------------ helpers
     def _imports(self, module: str) -> bool:
@@ -133,14 +132,15 @@ class ImportEdits:
                 return
             target = body[0]
             self.ctx.replace(target, lambda u, _n=new_lines: cst.FlattenSentinel([*_n, u]), ancestors=[self.ctx.module])
-            line = self.ctx.position(target).start.line
+            for module, r in wanted:
+                self.ctx.record_change(target, r, f"insert `import {module}`", after=f"import {module}",
+                                       operation=Operation.INSERT)
         else:
             target = body[index - 1]
             self.ctx.replace(target, lambda u, _n=new_lines: cst.FlattenSentinel([u, *_n]), ancestors=[self.ctx.module])
-            line = self.ctx.position(target).end.line + 1
-        for module, r in wanted:
-            self.ctx.record_change(None, r, f"insert `import {module}`", after=f"import {module}",
-                                   operation=Operation.INSERT, line=line)
+            for module, r in wanted:
+                self.ctx.record_change(target, r, f"insert `import {module}`", after=f"import {module}",
+                                       operation=Operation.INSERT, after_node=True)
 
     def _remove(self) -> None:
         def doomed(small: cst.BaseSmallStatement) -> Optional[ImportRule]:

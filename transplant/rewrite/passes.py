@@ -17,8 +17,10 @@ name starts with ``apex``, ``amp`` or ``pass_`` is imported once (see :func:`loa
 
 When it runs
     After the main traversal has *detected* its edits and before anything is applied, once per file
-    that (a) passed the substring prefilter and (b) parsed, and only if at least one selected rule has
-    the pass's kind. Passes run in registration order. ``module`` is the ORIGINAL tree; nodes are
+    that (a) passed the substring prefilter and (b) parsed, and only with the selected rules of the
+    pass's kind whose ``triggers`` (substrings; declare them, e.g. ``["apex"]``) occur in the file —
+    a pass is not called at all when none does. Keep triggers selective: a pass that resolves libcst
+    metadata costs a full extra traversal on every file it runs on. Passes run in registration order. ``module`` is the ORIGINAL tree; nodes are
     immutable and must not be mutated.
 
 What the pass may use (``ctx`` is a :class:`transplant.rewrite.context.FileContext`)
@@ -99,12 +101,12 @@ def registered_kinds() -> list[str]:
     return list(_REGISTRY)
 
 
-def passes_for(rules: List[Rule]) -> list[tuple[StructuralPass, list[Rule]]]:
-    """(pass, its rules) for every registered kind that has selected rules, in registration order."""
+def passes_for(rules: List[Rule], source_text: str) -> list[tuple[StructuralPass, list[Rule]]]:
+    """(pass, its rules) for every registered kind with selected rules triggered by ``source_text``."""
     load_plugins()
     out = []
     for kind, fn in _REGISTRY.items():
-        mine = [r for r in rules if r.kind == kind]
+        mine = [r for r in rules if r.kind == kind and (not r.triggers or any(t in source_text for t in r.triggers))]
         if mine:
             out.append((fn, mine))
     return out
