@@ -159,6 +159,19 @@ else:
     dist.recv(box, src=0)
     done["send_recv"] = box.tolist()
 
+# both ranks send first, then receive: must not deadlock
+peer = 1 - rank
+inbox = torch.zeros(2, device=dev)
+sending = dist.isend(torch.full((2,), float(rank), device=dev), peer)
+receiving = dist.irecv(inbox, peer)
+sending.wait()
+receiving.wait()
+inbox2 = torch.zeros(2, device=dev)
+for req in dist.batch_isend_irecv([dist.P2POp(dist.isend, torch.full((2,), 10.0 * rank, device=dev), peer),
+                                   dist.P2POp(dist.irecv, inbox2, peer)]):
+    req.wait()
+done["isend_irecv"] = [inbox.tolist(), inbox2.tolist()]
+
 objects = [{"from": rank}] if rank == 0 else [None]
 dist.broadcast_object_list(objects, src=0)
 done["broadcast_object_list"] = objects
@@ -205,6 +218,7 @@ def test_torchrun_two_processes(tmp_path: Path) -> None:
         assert done["gather"] == ([[0.0], [1.0]] if rank == 0 else None)
         assert done["scatter"] == [5.0 + rank]
         assert done["send_recv"] == ("sent" if rank == 0 else [42.0])
+        assert done["isend_irecv"] == [[float(1 - rank)] * 2, [10.0 * (1 - rank)] * 2]
         assert done["broadcast_object_list"] == [{"from": 0}]
         assert done["new_group"] == ["hccl", [2.0]]
         assert done["cpu_tensor"] == "ProcessGroupHCCL::allreduce: Tensors must be NPU and dense"
