@@ -1,8 +1,40 @@
-"""The rule sets live in the top-level rules/ folder and ship as the package transplant.ruledata."""
+"""The rule sets live in the top-level rules/ folder and ship as the package transplant.ruledata.
+
+The build also places ``transplant-auto.pth`` at the root of site-packages: with
+``TRANSPLANT_AUTO=1`` in the environment every Python process (children included) then arms
+auto mode at start-up (``transplant/auto/__init__.py``; nothing is imported without the variable).
+"""
+
+from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+AUTO_PTH = Path(__file__).resolve().parent / "transplant" / "auto" / "transplant-auto.pth"
+
+
+class BuildPyWithAutoPth(build_py):
+    """build_py that also ships transplant-auto.pth next to the packages (wheels and editable installs)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            # editable_wheel builds the wheel from the install command's lib dir, not build_lib
+            target_dir = Path(self.get_finalized_command("install").install_lib)
+        else:
+            target_dir = Path(self.build_lib)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        self.copy_file(str(AUTO_PTH), str(target_dir / AUTO_PTH.name), preserve_mode=False)
+
+    def get_outputs(self, include_bytecode=True):
+        outputs = super().get_outputs(include_bytecode)
+        if not getattr(self, "editable_mode", False):
+            outputs.append(str(Path(self.build_lib) / AUTO_PTH.name))
+        return outputs
+
 
 setup(
     packages=find_packages(include=["transplant", "transplant.*"]) + ["transplant.ruledata"],
     package_dir={"transplant.ruledata": "rules"},
+    cmdclass={"build_py": BuildPyWithAutoPth},
 )

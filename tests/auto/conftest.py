@@ -82,6 +82,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
+def auto_env():
+    """``auto_env(**extra)``: environment of a process running on the emulated NPU."""
+    return emulator_env
+
+
+@pytest.fixture(scope="session")
+def auto_paths() -> dict:
+    return {"root": ROOT, "scripts": SCRIPTS}
+
+
+@pytest.fixture(scope="session")
 def case_run(request: pytest.FixtureRequest) -> CaseRun:
     return run_cases(_tmp_root(request.config))
 
