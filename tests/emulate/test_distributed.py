@@ -236,9 +236,11 @@ def worker(rank, world, port, out_dir):
     # No `import torch_npu` here: under `transplant run` every process gets the device and hccl
     # as soon as it imports torch, as with the real torch_npu's auto-loading.
     torch.npu.set_device(rank)
-    dist.init_process_group("hccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("hccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            device_id=torch.device("npu", rank))
     t = torch.ones(3, device="npu") * (rank + 1)
     dist.all_reduce(t)
+    dist.barrier()  # takes the bound-device branch
     reference = train(rank, "cpu", dist.new_group(backend="gloo"), optimizer="adam")
     got = train(rank, torch.device("npu", rank), None, optimizer="adam", device_ids=[rank],
                 static_graph=True)

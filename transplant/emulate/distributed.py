@@ -69,6 +69,28 @@ class _WaitOnlyWork(dist.Work):
         return future
 
 
+class _BackendView:
+    """The emulated group's answer to ``pg._get_backend(device)``: a backend that splits, coalesces
+    and estimates nothing (torch then takes its generic code paths)."""
+
+    supports_splitting = False
+    supports_coalescing = False
+    supports_time_estimate = False
+    supports_tensor_alloc = False
+
+    def __init__(self, group: "ProcessGroupHCCL") -> None:
+        self._group = group
+
+    def name(self) -> str:
+        return BACKEND_NAME
+
+    def rank(self) -> int:
+        return self._group.rank()
+
+    def size(self) -> int:
+        return self._group.size()
+
+
 def _completed_work(result: list[torch.Tensor]) -> dist.Work:
     future: torch.futures.Future = torch.futures.Future()
     future.set_result(result)
@@ -104,6 +126,11 @@ class ProcessGroupHCCL(dist.ProcessGroup):
     def _device_types(self) -> list[torch.device]:
         # Object collectives and barrier() pick their staging device from this list.
         return [torch.device(_DEVICE_TYPE)]
+
+    def _get_backend(self, device: Any) -> "_BackendView":
+        # torch.distributed asks the group for its per-device backend to read capability flags
+        # (e.g. init_process_group(device_id=...) checks supports_splitting).
+        return _BackendView(self)
 
     # -- helpers ---------------------------------------------------------------------------------
 
