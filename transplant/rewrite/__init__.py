@@ -83,7 +83,14 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
         module = cst.parse_module(body)
     except cst.ParserSyntaxError as exc:
         hint = " (Python 2 syntax?)" if _PY2_HINT.search(source) else ""
-        return _failure(path, f"{path}:{exc.raw_line}:{exc.raw_column + 1}: syntax error{hint}: {exc.message}")
+        line, col, message = exc.raw_line, exc.raw_column + 1, exc.message
+        try:  # CPython's parser names the offending line more precisely than libcst's
+            compile(body, path, "exec", dont_inherit=True)
+        except SyntaxError as syn:
+            line, col, message = syn.lineno or line, syn.offset or col, syn.msg
+        except (ValueError, RecursionError, MemoryError):
+            pass
+        return _failure(path, f"{path}:{line}:{col}: syntax error{hint}: {message}")
     except (RecursionError, MemoryError, ValueError) as exc:  # pathological inputs; never crash the run
         return _failure(path, f"{path}:1: libcst could not parse the file: {type(exc).__name__}")
 

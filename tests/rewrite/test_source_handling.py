@@ -1,0 +1,104 @@
+"""Per-file concerns of rewrite_source: encodings, BOM, line endings, failures, round-trip safety."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from transplant.results import Operation, Status
+from transplant.rewrite import rewrite_source
+from transplant.rules import load_ruleset
+
+
+@pytest.fixture(scope="module")
+def ruleset():
+    return load_ruleset()
+
+
+def test_pep263_latin1_is_kept(ruleset) -> None:
+    source = "# -*- coding: latin-1 -*-\nimport torch\nname = 'café'\nx = torch.zeros(1).cuda()\n".encode("latin-1")
+    result = rewrite_source(source, "l1.py", ruleset)
+    assert result.status is Status.CHANGED
+    assert b"caf\xe9" in result.new_source  # still latin-1, not UTF-8
+    assert result.new_source.decode("latin-1").endswith("x = torch.zeros(1).npu()\n")
+
+
+def test_utf8_bom_is_kept(ruleset) -> None:
+    source = b"\xef\xbb\xbfimport torch\nx = torch.zeros(1).cuda()\n"
+    result = rewrite_source(source, "bom.py", ruleset)
+    assert result.status is Status.CHANGED
+    assert result.new_source.startswith(b"\xef\xbb\xbfimport torch\n")
+    assert result.new_source.count(b"\xef\xbb\xbf") == 1
+
+
+def test_crlf_is_kept(ruleset) -> None:
+    source = b"import torch\r\n\r\nx = torch.zeros(1).cuda()\r\n"
+    result = rewrite_source(source, "crlf.py", ruleset)
+    assert result.status is Status.CHANGED
+    assert result.new_source == b"import torch\r\nimport torch_npu\r\n\r\nx = torch.zeros(1).npu()\r\n"
+
+
+def test_trailing_whitespace_lines_survive(ruleset) -> None:
+    # libcst's native parser drops whitespace-only lines at the end of a file; they must survive
+    source = b"import torch\nx = torch.zeros(1).cuda()\n  \n  \n"
+    result = rewrite_source(source, "tail.py", ruleset)
+    assert result.status is Status.CHANGED
+    assert result.new_source.endswith(b"x = torch.zeros(1).npu()\n  \n  \n")
+
+
+def test_syntax_error_fails_with_path_and_line(ruleset) -> None:
+    result = rewrite_source(b"import torch\nx = torch.zeros(1).cuda(\n", "bad.py", ruleset)
+    assert result.status is Status.FAILED
+    assert result.reason.startswith("bad.py:")
+    assert result.new_source is None
+
+
+def test_python2_is_reported(ruleset) -> None:
+    source = b"import torch\nprint 'using cuda'\nx = torch.zeros(1).cuda()\n"
+    result = rewrite_source(source, "py2.py", ruleset)
+    assert result.status is Status.FAILED
+    assert result.reason.startswith("py2.py:2:")
+    assert "Python 2" in result.reason
+
+
+def test_undecodable_fails(ruleset) -> None:
+    result = rewrite_source(b"import torch\nx = '\xff\xfe cuda'\n", "bin.py", ruleset)
+    assert result.status is Status.FAILED
+    assert "bin.py" in result.reason and "decode" in result.reason
+
+
+def test_bad_cookie_fails(ruleset) -> None:
+    result = rewrite_source(b"# -*- coding: no-such-codec -*-\nx = 'cuda'\n", "cookie.py", ruleset)
+    assert result.status is Status.FAILED
+
+
+def test_rows_use_original_lines(ruleset) -> None:
+    source = b"import torch\n\n\n# comment\nif torch.cuda.is_available():\n    y = torch.zeros(1).cuda()\n"
+    result = rewrite_source(source, "lines.py", ruleset)
+    rows = {(c.rule, c.line, c.operation) for c in result.changes}
+    assert ("TP190", 2, Operation.INSERT) in rows  # inserted after line 1
+    assert any(r[1] == 5 and r[0].startswith("TP1") for r in rows)  # is_available on line 5
+    assert any(r == ("TP120", 6, Operation.MODIFY) for r in rows)
+    new = result.new_source.decode().splitlines()
+    assert new[1] == "import torch_npu" and ast.parse(result.new_source)
+
+
+def test_unsupported_only_file_is_unchanged_with_rows(ruleset) -> None:
+    source = b"import pynvml\npynvml.nvmlInit()\n"
+    result = rewrite_source(source, "nvml.py", ruleset)
+    assert result.status is Status.UNCHANGED and result.new_source is None
+    assert [(u.line, u.rule) for u in result.unsupported] == [(1, "TP542"), (2, "TP542")]
+    assert all(u.tip for u in result.unsupported)
+
+
+def test_project_module_named_cuda_is_not_an_extension(ruleset) -> None:
+    source = b"import my_ops_cuda\n"
+    assert rewrite_source(source, "a.py", ruleset).unsupported
+    assert not rewrite_source(source, "a.py", ruleset, project_modules={"my_ops_cuda"}).unsupported
+
+
+def test_idempotent_torch_npu_insertion(ruleset) -> None:
+    source = b"import torch\nimport torch_npu\nx = torch.zeros(1).cuda()\n"
+    result = rewrite_source(source, "twice.py", ruleset)
+    assert result.new_source.count(b"import torch_npu") == 1
