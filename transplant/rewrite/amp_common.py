@@ -414,6 +414,9 @@ class StatementEditor:
         self.after: dict[cst.BaseStatement, list[cst.BaseStatement]] = defaultdict(list)
         self.wraps: list[Wrap] = []
         self._created_pass: set[int] = set()  # ``pass`` statements standing in for blocks we emptied
+        self.removed: set[int] = set()
+        # Blank lines and comments above a removed statement move to the next statement that stays.
+        self._inherit: dict[int, list[cst.EmptyLine]] = defaultdict(list)
 
     @property
     def empty(self) -> bool:
@@ -428,9 +431,11 @@ class StatementEditor:
         for stmt, new in other.after.items():
             self.after[stmt].extend(new)
         self.wraps.extend(other.wraps)
+        self.removed |= other.removed
 
     def remove(self, stmt: cst.BaseStatement) -> None:
         self.replace_stmt[stmt] = lambda _updated: []
+        self.removed.add(id(stmt))
 
     def commit(self, ctx, analysis: "Analysis") -> None:  # ctx: transplant.rewrite.context.FileContext
         """Schedule every planned edit on ``ctx`` (nothing is applied here)."""
@@ -440,6 +445,15 @@ class StatementEditor:
         produced: dict[int, list[int]] = {}
         boundary = {id(w.first) for w in self.wraps} | {id(w.last) for w in self.wraps}
         statements = {id(s): s for s in list(self.replace_stmt) + list(self.before) + list(self.after)}
+        for stmt in list(self.replace_stmt):
+            if id(stmt) not in self.removed or not getattr(stmt, "leading_lines", None):
+                continue
+            suite = analysis.parent(stmt)
+            siblings = list(getattr(suite, "body", ()))
+            following = [s for s in siblings[siblings.index(stmt) + 1:] if id(s) not in self.removed]
+            if following:
+                self._inherit[id(following[0])].extend(stmt.leading_lines)
+                statements[id(following[0])] = following[0]
         statements.update({id(w.first): w.first for w in self.wraps})
         statements.update({id(w.last): w.last for w in self.wraps})
         suites: dict[int, cst.CSTNode] = {}
@@ -464,9 +478,13 @@ class StatementEditor:
         after = list(self.after.get(stmt, []))
         factory = self.replace_stmt.get(stmt)
 
+        inherited = self._inherit.get(id(stmt), [])
+
         def edit(updated: cst.CSTNode):
             middle = list(factory(updated)) if factory is not None else [updated]  # type: ignore[arg-type]
             out = before + middle + after
+            if inherited and out:
+                out[0] = _with_inherited(out[0], inherited)
             if tag:
                 produced[id(stmt)] = [id(n) for n in out]
             if not out:
@@ -492,7 +510,17 @@ class StatementEditor:
                 if stop < start:
                     continue
                 body[start:stop + 1] = [_wrapped(wrap.item, body[start:stop + 1])]
-            body = [s for s in body if not self._is_emptied_if(s)]
+            kept: list[cst.BaseStatement] = []
+            orphaned: list[cst.EmptyLine] = []
+            for stmt in body:
+                if self._is_emptied_if(stmt):
+                    orphaned.extend(stmt.leading_lines)  # type: ignore[attr-defined]
+                    continue
+                if orphaned:
+                    stmt = _with_inherited(stmt, orphaned)
+                    orphaned = []
+                kept.append(stmt)
+            body = kept
             if not body:
                 placeholder = cst.SimpleStatementLine(body=[cst.Pass()])
                 self._created_pass.add(id(placeholder))
@@ -506,6 +534,13 @@ class StatementEditor:
         return (isinstance(stmt, cst.If) and stmt.orelse is None and isinstance(stmt.body, cst.IndentedBlock)
                 and len(stmt.body.body) == 1 and id(stmt.body.body[0]) in self._created_pass
                 and is_pure_condition(stmt.test))
+
+
+def _with_inherited(stmt: cst.BaseStatement, inherited: list[cst.EmptyLine]) -> cst.BaseStatement:
+    """``stmt`` with the comments (and, if it has no leading lines of its own, blank lines) of a removed one."""
+    own = list(getattr(stmt, "leading_lines", ()))
+    moved = [line for line in inherited if line.comment is not None or not own]
+    return stmt.with_changes(leading_lines=moved + own)
 
 
 def _wrapped(item: cst.BaseExpression, statements: list[cst.BaseStatement]) -> cst.With:

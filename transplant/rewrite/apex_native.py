@@ -227,6 +227,7 @@ class NativePlan:
     moved: dict[str, Target] = field(default_factory=dict)  # canonical apex name → target (import rewrite)
     blocked: set[str] = field(default_factory=set)      # canonical names with a use we could not rewrite
     needs_torch: bool = False
+    needs_torch_npu: bool = False   # a call now names torch_npu.* (the file must import torch_npu)
 
 
 class NativePlanner:
@@ -288,8 +289,9 @@ class NativePlanner:
             self.plan.blocked.add(f"{package}.{name}")
             for node, qualified in found:
                 self.findings.unsupported.append(self.a.unsupported(
-                    unsupported, node, qualified, f"not rewritten: {refuse}. Replace it by hand with "
-                    f"{target.dotted} or an equivalent"))
+                    unsupported, node, qualified, f"not rewritten: {refuse}; every use of {name} in this file "
+                    f"stays on apex because they share one import. Replace them by hand with {target.dotted} "
+                    "or an equivalent"))
             return
         for commit in planned:
             commit()
@@ -335,8 +337,10 @@ class NativePlanner:
             self.plan.consumed.add(id(node))
             if not (replace_func or plan.drop or plan.to_keyword or plan.add):
                 return  # the rewritten import alone changes this call
-            if replace_func:
+            if replace_func and dotted_target.dotted.startswith("torch."):
                 self.plan.needs_torch = True
+            if replace_func and dotted_target.dotted.startswith("torch_npu."):
+                self.plan.needs_torch_npu = True
             self.editor.replace_expr[call_node] = lambda upd, p=plan, f=func_expr: apply_arguments(upd, p, f)
             self.plan.consumed.add(id(node))
             after = apply_arguments(call_node, plan, func_expr)

@@ -35,6 +35,7 @@ def apex_pass(module: cst.Module, ctx, rules: list) -> None:
     consumed: set[int] = set()
     torch_name = c.torch_alias(module) or "torch"
     needs_torch = False
+    amp_consumed_any = False
 
     amp_rule = roles.get("amp")
     if amp_rule is not None:
@@ -46,7 +47,7 @@ def apex_pass(module: cst.Module, ctx, rules: list) -> None:
         if amp_editor is not None:
             editor.merge(amp_editor)
             consumed |= amp_consumed
-            needs_torch = True
+            needs_torch = amp_consumed_any = True
 
     def rule_id(role: str) -> Optional[str]:
         rule = roles.get(role)
@@ -63,7 +64,11 @@ def apex_pass(module: cst.Module, ctx, rules: list) -> None:
         findings.emit(ctx)
         return
     if needs_torch and c.torch_alias(module) is None:
-        ctx.add_import("torch", amp_rule or imports_rule or rules[0])
+        needing = amp_rule if amp_consumed_any else roles.get("optimizers") or roles.get("parallel")
+        ctx.add_import("torch", needing or rules[0])
+    if native.needs_torch_npu and c.torch_alias(module) is None:
+        # The engine adds ``import torch_npu`` (our rows need it) only next to a torch import.
+        ctx.add_import("torch", roles.get("optimizers") or rules[0])
     editor.commit(ctx, analysis)
     findings.emit(ctx)
 
