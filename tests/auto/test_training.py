@@ -43,19 +43,21 @@ def _run(emulator_env, script: Path, out: Path, *, auto: bool, nproc: int | None
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("script", ["train_single.py", "train_amp.py"])
-def test_auto_matches_offline_migration(script, migrated, run_script, tmp_path):
+def test_single_device_and_cuda_amp_match_offline_migration(migrated, run_script, tmp_path):
+    script = "train_single.py"
     auto = run_script(SCRIPTS / script, tmp_path / "auto.json", auto=True, report=tmp_path / "changes.csv")
     offline = run_script(migrated / script, tmp_path / "offline.json", auto=False)
     assert auto == offline
-    assert len(auto["losses"]) >= 8 and auto["losses"][-1] < auto["losses"][0]
-    if script == "train_single.py":
-        assert auto["device"] == "npu:0"
-    else:
-        assert auto["dtype"] == "torch.float16"
+    assert auto["device"] == "npu:0"
+    assert len(auto["losses"]) == 8 and auto["losses"][-1] < auto["losses"][0]
+    assert auto["amp_dtype"] == "torch.float16", "torch.cuda.amp.autocast ran fp16 on the NPU"
+    assert len(auto["amp_losses"]) == 8 and auto["amp_losses"][-1] < auto["amp_losses"][0]
     with open(tmp_path / "changes.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and all(row["File"].endswith(script) for row in rows), rows
+    hit = {row["Message"].split(" ")[0].rstrip(":") for row in rows}
+    assert {"torch.cuda.is_available", "torch.Tensor.cuda", "torch.cuda.amp.GradScaler", "torch.cuda.amp.autocast",
+            "torch.load"} <= hit, hit
 
 
 @pytest.mark.slow

@@ -83,7 +83,13 @@ def __getattr__(name: str):
 def _install_after_torch_import(_module) -> None:
     from . import _core
 
-    _core.install()
+    try:
+        _core.install()
+    except ImportError as error:
+        # Armed by TRANSPLANT_AUTO=1: `import torch` must keep working, unpatched, with one clear line.
+        import logging
+
+        logging.getLogger("transplant.auto").warning("transplant.auto: not active: %s", error)
 
 
 def _arm() -> None:

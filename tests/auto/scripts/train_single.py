@@ -1,4 +1,5 @@
-"""An unmodified single-device CUDA training script (auto-mode test input; never edited for the NPU)."""
+"""An unmodified single-device CUDA training script, fp32 then mixed precision with torch.cuda.amp
+(auto-mode test input; never edited for the NPU)."""
 
 import argparse
 import json
@@ -7,6 +8,7 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.cuda.amp import GradScaler, autocast
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -55,8 +57,33 @@ def main():
     with torch.no_grad():
         model.eval()
         final = model(data.cuda()).sum().item()
+    amp_losses, scale, dtype = train_amp()
     with open(args.out, "w") as handle:
-        json.dump({"losses": losses, "final": final, "device": str(next(model.parameters()).device)}, handle)
+        json.dump({"losses": losses, "final": final, "device": str(next(model.parameters()).device),
+                   "amp_losses": amp_losses, "scale": scale, "amp_dtype": dtype}, handle)
+
+
+def train_amp():
+    device = "cuda"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.LayerNorm(32), nn.Linear(32, 1)).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scaler = GradScaler(init_scale=2.0**10)
+    data = torch.randn(8, 32, 16).to(device)
+    target = data.sum(dim=2, keepdim=True).tanh()
+    losses = []
+    for step in range(8):
+        optimizer.zero_grad()
+        with autocast():
+            prediction = model(data[step])
+            loss = F.mse_loss(prediction.float(), target[step])
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+    return losses, scaler.get_scale(), str(prediction.dtype)
 
 
 if __name__ == "__main__":
