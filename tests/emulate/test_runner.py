@@ -203,3 +203,16 @@ def test_auto_mode_reaches_children(tmp_path: Path) -> None:
     assert result.stdout.strip().splitlines()[-1] == "True"
     without = run_transplant([str(script)], cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "TRANSPLANT_AUTO"})
     assert without.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_refuses_when_the_real_torch_npu_is_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_site = tmp_path / "site"
+    (fake_site / "torch_npu").mkdir(parents=True)
+    (fake_site / "torch_npu" / "__init__.py").write_text("")
+    script = write(tmp_path / "never_runs.py", f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    assert runner.real_torch_npu_location() is None  # our stand-in does not count
+    monkeypatch.syspath_prepend(str(fake_site))
+    assert runner.real_torch_npu_location() == str(fake_site / "torch_npu" / "__init__.py")
+    with pytest.raises(RuntimeError, match=r"the real torch_npu is installed .*site/torch_npu"):
+        runner.run([str(script)])
+    assert not (tmp_path / "ran").exists()

@@ -18,6 +18,7 @@ Direct use: ``python -m transplant.emulate.runner [--strict-cuda] [--nproc N] sc
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import os
 import signal
 import socket
@@ -27,7 +28,9 @@ import threading
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["run", "build_command", "child_environment", "boot_dir", "shim_dir", "main"]
+__all__ = [
+    "run", "build_command", "child_environment", "boot_dir", "shim_dir", "real_torch_npu_location", "main",
+]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _DEFAULT_DEVICE_COUNT = 8
@@ -91,6 +94,21 @@ def build_command(argv: Sequence[str], *, nproc: Optional[int] = None) -> list[s
     ]
 
 
+def real_torch_npu_location() -> Optional[str]:
+    """Where a real torch_npu is importable from (our stand-in excluded), or None.
+
+    The stand-in goes first on the children's path and would hide a real installation, so the
+    runner checks before starting anything: on an Ascend host the script should run for real.
+    """
+    ours = os.path.abspath(shim_dir())
+    search = [p for p in sys.path if os.path.abspath(p or os.curdir) != ours]
+    spec = importlib.machinery.PathFinder.find_spec("torch_npu", search)
+    if spec is None:
+        return None
+    origin = spec.origin or (list(spec.submodule_search_locations or []) or [None])[0]
+    return str(origin)
+
+
 def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -101,7 +119,17 @@ def run(argv: list[str], *, strict_cuda: bool = False, nproc: Optional[int] = No
     The emulator is active in the script's process and in every Python child it starts. With
     ``nproc`` the script is launched by torchrun with that many processes on 127.0.0.1. Returns
     the script's exit code (128+N if it was killed by signal N).
+
+    Raises:
+        RuntimeError: the real torch_npu is importable (the emulator must not shadow it).
+        ValueError: no script, or ``nproc`` < 1.
     """
+    real = real_torch_npu_location()
+    if real is not None:
+        raise RuntimeError(
+            f"the real torch_npu is installed ({real}); the emulated NPU only runs where torch_npu is "
+            "absent. Run the script directly on the Ascend host, or use an environment without torch_npu."
+        )
     command = build_command(argv, nproc=nproc)
     env = child_environment(strict_cuda=strict_cuda, nproc=nproc)
     process = subprocess.Popen(command, env=env)
