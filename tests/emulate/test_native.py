@@ -288,3 +288,27 @@ def test_emulator_with_native_helper_runs_backward_on_any_device() -> None:
     assert out["current"] == [2, 0]
     assert out["generator"] == ["npu:2", True]
     assert out["stream"] == ["npu:2", True]
+
+
+def test_stale_cpp_extension_lock_is_cleared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build killed mid-way leaves cpp_extension's lock file behind; it must not hang the next."""
+    from torch.utils import cpp_extension
+
+    from transplant.emulate import native
+
+    (tmp_path / "lock").write_text("")
+    seen: dict[str, object] = {}
+
+    def fake_load(**kwargs: object) -> str:
+        seen["lock_exists"] = (tmp_path / "lock").exists()
+        seen["build_directory"] = kwargs["build_directory"]
+        seen["ninja_on_path"] = any(
+            (Path(p) / "ninja").exists() for p in os.environ["PATH"].split(os.pathsep) if p
+        )
+        return "module"
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    assert native._build(tmp_path) == "module"
+    assert seen == {"lock_exists": False, "build_directory": str(tmp_path), "ninja_on_path": True}
+    assert (tmp_path / "BUILD_OK").exists()
+    assert (tmp_path / "npu_guard.cpp").read_bytes() == native._SOURCE.read_bytes()

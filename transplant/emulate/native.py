@@ -142,6 +142,10 @@ def _build(directory: Path) -> ModuleType:
 
     source = directory / _SOURCE.name
     shutil.copyfile(_SOURCE, source)
+    # cpp_extension keeps its own lock file in the build directory and waits forever while it
+    # exists; one left by a killed build would hang every later build. We hold the flock, so no
+    # live build can own it.
+    (directory / "lock").unlink(missing_ok=True)
     old_path = os.environ.get("PATH", "")
     # cpp_extension looks ninja up on PATH; the venv's bin dir is not on PATH when the venv
     # python is started by its full path.
