@@ -102,3 +102,13 @@ def test_idempotent_torch_npu_insertion(ruleset) -> None:
     source = b"import torch\nimport torch_npu\nx = torch.zeros(1).cuda()\n"
     result = rewrite_source(source, "twice.py", ruleset)
     assert result.new_source.count(b"import torch_npu") == 1
+
+
+def test_cross_file_flow_facts(ruleset) -> None:
+    from transplant.rewrite.literals import FlowFacts
+
+    source = b"import torch\ntarget = 'cuda'\nbackend_choice = 'nccl'\n"
+    assert rewrite_source(source, "cfg.py", ruleset).status is Status.UNCHANGED
+    facts = FlowFacts(device_names={"target"}, backend_names={"backend_choice"})
+    result = rewrite_source(source, "cfg.py", ruleset, flow=facts)
+    assert result.new_source == b"import torch\nimport torch_npu\ntarget = 'npu'\nbackend_choice = 'hccl'\n"

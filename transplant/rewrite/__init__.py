@@ -14,12 +14,15 @@ from __future__ import annotations
 import io
 import re
 import tokenize
-from typing import Collection
+from typing import TYPE_CHECKING, Collection, Optional
 
 import libcst as cst
 
 from transplant.results import FileResult, Status
 from transplant.rules import RuleSet
+
+if TYPE_CHECKING:
+    from transplant.rewrite.literals import FlowFacts
 
 __all__ = ["rewrite_source", "decode_source"]
 
@@ -61,12 +64,14 @@ def _failure(path: str, reason: str) -> FileResult:
 
 
 def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
-                   project_modules: Collection[str] = ()) -> FileResult:
+                   project_modules: Collection[str] = (), flow: Optional["FlowFacts"] = None) -> FileResult:
     """Rewrite one Python file's bytes with ``ruleset``.
 
     ``path`` is used in messages and rows (POSIX, relative to SRC). ``project_modules`` are the
     top-level module names defined by the project being migrated (so ``import my_ops_cuda`` of the
-    project's own module is not reported as a compiled CUDA extension).
+    project's own module is not reported as a compiled CUDA extension). ``flow`` carries names known
+    from *other* files to hold a device or backend (the seam for a cross-file resolver, e.g. jedi:
+    ``FlowFacts(device_names={"gpu_target"})``); in-file flow is always resolved here.
 
     Returns CHANGED (with ``new_source`` in the file's own encoding and line endings), UNCHANGED
     (copy the original bytes; possibly with unsupported rows), or FAILED (undecodable or unparsable;
@@ -96,7 +101,10 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
 
     from transplant.rewrite.engine import analyse, apply
 
-    ctx = analyse(path, module, ruleset, frozenset(project_modules), body)
+    try:
+        ctx = analyse(path, module, ruleset, frozenset(project_modules), body, flow)
+    except RecursionError:
+        return _failure(path, f"{path}:1: expressions nested too deeply to analyse")
     changes, unsupported = ctx.finish_rows()
     if not ctx.has_edits():
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)

@@ -21,7 +21,7 @@ from transplant.rewrite import passes
 from transplant.rewrite.arguments import ArgumentRules
 from transplant.rewrite.context import FileContext
 from transplant.rewrite.imports import ImportEdits
-from transplant.rewrite.literals import LiteralSlots
+from transplant.rewrite.literals import FlowFacts, LiteralSlots
 from transplant.rewrite.method import MethodRenames
 from transplant.rewrite.names import ImportTable, dotted_name
 from transplant.rewrite.qualnames import QualifiedNames
@@ -194,10 +194,13 @@ class _Applier(cst.CSTTransformer):
 
 
 def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: frozenset[str] = frozenset(),
-            source_text: str = "") -> FileContext:
+            source_text: str = "", flow: Optional[FlowFacts] = None) -> FileContext:
     """Detect every edit and row for ``module`` (nothing applied yet)."""
     ctx = FileContext(path, module, ruleset, ImportTable.from_module(module), project_modules, source_text)
     detector = _Detector(ctx)
+    if flow is not None:
+        detector.literals.facts.device_names |= flow.device_names
+        detector.literals.facts.backend_names |= flow.backend_names
     detector.walk(module)
     detector.methods.finish()
     detector.literals.finish()
