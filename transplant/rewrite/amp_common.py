@@ -97,7 +97,29 @@ def and_all(exprs: Sequence[cst.BaseExpression]) -> Optional[cst.BaseExpression]
     return result
 
 
+def as_bool(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """``expr`` as a real bool (torch.autocast rejects ``enabled=1``); comparisons and ``not`` already are."""
+    if is_boolean(expr):
+        return expr
+    return call("bool", expr.with_changes(lpar=[], rpar=[]) if expr.lpar else expr)
+
+
+def is_boolean(expr: cst.BaseExpression) -> bool:
+    if isinstance(expr, cst.Comparison):
+        return True
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Not):
+        return True
+    if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
+        return True
+    if isinstance(expr, cst.BooleanOperation):
+        return is_boolean(expr.left) and is_boolean(expr.right)
+    return False
+
+
 def negate(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """``not expr`` (``not not x`` collapses to ``x``)."""
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Not) and not expr.lpar:
+        return expr.expression
     return cst.UnaryOperation(operator=cst.Not(), expression=parenthesize(expr))
 
 
@@ -415,6 +437,7 @@ class StatementEditor:
         self.wraps: list[Wrap] = []
         self._created_pass: set[int] = set()  # ``pass`` statements standing in for blocks we emptied
         self.removed: set[int] = set()
+        self._doomed: set[int] = set()  # ids of updated statements to drop in their block's edit
         # Blank lines and comments above a removed statement move to the next statement that stays.
         self._inherit: dict[int, list[cst.EmptyLine]] = defaultdict(list)
 
@@ -482,13 +505,16 @@ class StatementEditor:
 
         def edit(updated: cst.CSTNode):
             middle = list(factory(updated)) if factory is not None else [updated]  # type: ignore[arg-type]
+            if not middle:
+                # Removed statements stay until the enclosing block's edit drops them, so that edits other
+                # rules registered on the same statement (an import inserted before it) still run.
+                self._doomed.add(id(updated))
+                middle = [updated]
             out = before + middle + after
             if inherited and out:
                 out[0] = _with_inherited(out[0], inherited)
             if tag:
                 produced[id(stmt)] = [id(n) for n in out]
-            if not out:
-                return cst.RemovalSentinel.REMOVE
             if len(out) == 1:
                 return out[0]
             return cst.FlattenSentinel(out)
@@ -513,6 +539,8 @@ class StatementEditor:
             kept: list[cst.BaseStatement] = []
             orphaned: list[cst.EmptyLine] = []
             for stmt in body:
+                if id(stmt) in self._doomed:
+                    continue  # its leading lines were handed to the next statement when planning
                 if self._is_emptied_if(stmt):
                     orphaned.extend(stmt.leading_lines)  # type: ignore[attr-defined]
                     continue

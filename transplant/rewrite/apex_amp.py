@@ -296,6 +296,11 @@ class _Planner:
                     raise Abort(call_node, "optimizer.step(closure) cannot go through GradScaler.step")
                 found.append(stmt)
         if not found:
+            elsewhere = [s for s in m.findall(self.a.module, m.Call(func=m.Attribute(attr=m.Name("step"))))
+                         if any(c.same_expr(self.a.module, s.func.value, o) for o in site.optimizers)]
+            if elsewhere:
+                raise Abort(site.call, "the optimizer step is outside the function (or class) that calls "
+                                       "amp.initialize, where the scaler would not be visible")
             raise Abort(site.call, "no `optimizer.step()` statement of the initialized optimizer was found")
         last_in_suite: dict[int, cst.SimpleStatementLine] = {}
         for stmt in found:
@@ -387,7 +392,7 @@ class _Planner:
         args: list[cst.Arg] = [cst.Arg(c.string("npu")),
                                c.kwarg("dtype", c.dotted(f"{self.torch}.{site.autocast_dtype}"))]
         if site.autocast_enabled is not None:
-            args.append(c.kwarg("enabled", site.autocast_enabled))
+            args.append(c.kwarg("enabled", c.as_bool(site.autocast_enabled)))
         item = c.call(f"{self.torch}.autocast", *args)
         self.editor.wraps.append(c.Wrap(first=first, last=last, item=item))
         self.findings.changes.append(self.a.change(
