@@ -513,6 +513,30 @@ def autocast_device_type():
         assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.bfloat16
 
 
+@case("torch.is_autocast_enabled", "torch.set_autocast_enabled", "torch.get_autocast_gpu_dtype",
+      "torch.set_autocast_gpu_dtype")
+def autocast_cuda_era_queries():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates the *_gpu_* spellings
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            assert torch.is_autocast_enabled() is True
+            assert torch.get_autocast_gpu_dtype() == torch.bfloat16
+        assert torch.is_autocast_enabled() is False
+        previous = torch.get_autocast_dtype("npu")
+        torch.set_autocast_gpu_dtype(torch.bfloat16)
+        assert torch.get_autocast_dtype("npu") == torch.bfloat16
+        torch.set_autocast_dtype("npu", previous)
+        torch.set_autocast_enabled(True)
+        assert torch.is_autocast_enabled("npu")
+        torch.set_autocast_enabled(False)
+        assert not torch.is_autocast_enabled("npu")
+        # torch's own code keeps the CUDA meaning
+        namespace = {"__name__": "torch.utils.checkpoint_fake"}
+        with torch.autocast("cuda"):
+            exec("import torch\nresult = torch.is_autocast_enabled()", namespace)
+        assert namespace["result"] is False
+
+
 @case("torch.amp.GradScaler")
 def grad_scaler_device():
     for scaler in (torch.amp.GradScaler("cuda"), torch.amp.GradScaler(), torch.amp.GradScaler(device="cuda"),
@@ -822,6 +846,99 @@ def fsdp_is_patched_when_imported():
     assert seen["device_id"] == "npu:0"
 
 
+@case("torch.distributed.pipelining.stage.PipelineStage", "torch.distributed.pipelining.stage.build_stage")
+def pipelining_is_patched_when_imported():
+    from torch.distributed.pipelining import stage
+
+    assert "torch.distributed.pipelining.stage.PipelineStage" in auto.patched_names()
+    assert "torch.distributed.pipelining.stage.build_stage" in auto.patched_names()
+    assert getattr(stage.PipelineStage.__init__, "__wrapped__", None) is not None
+    assert getattr(stage.build_stage, "__wrapped__", None) is not None
+
+
+# ------------------------------------------------------------------ coverage against transfer_to_npu and torch
+
+COVERAGE: dict = {}
+
+
+def _pristine(name):
+    """Resolve a dotted name against torch as it was before install()."""
+    parts = name.split(".")
+    if parts[0] != "torch" or len(parts) < 2:
+        return None
+    owner = {"torch": PRISTINE["torch"], "torch.cuda": PRISTINE["torch.cuda"]}.get(".".join(parts[:-1]))
+    if owner is not None:
+        return owner.get(parts[-1])
+    obj = torch
+    for part in parts[1:]:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+_ALIASES = {
+    "torch.amp.autocast_mode.autocast": "torch.autocast",
+    "torch.amp.grad_scaler.GradScaler": "torch.amp.GradScaler",
+    "torch.distributed.fsdp.fully_sharded_data_parallel.FullyShardedDataParallel":
+        "torch.distributed.fsdp.FullyShardedDataParallel",
+    "torch.storage.TypedStorage.is_cuda": "torch.TypedStorage.is_cuda",
+    "torch.cuda.amp.autocast_mode.autocast": "torch.cuda.amp.autocast",
+    "torch.cuda.amp.autocast_mode.custom_fwd": "torch.cuda.amp.custom_fwd",
+    "torch.cuda.amp.autocast_mode.custom_bwd": "torch.cuda.amp.custom_bwd",
+    "torch.cuda.random.get_rng_state": "torch.cuda.get_rng_state",
+    "torch.cuda.random.set_rng_state": "torch.cuda.set_rng_state",
+}
+
+
+@case()
+def transfer_to_npu_coverage():
+    """Every name Huawei's shim patches is patched here too, or deliberately not (with the reason)."""
+    from transplant._paths import data_dir
+
+    core = sys.modules["transplant.auto._core"]
+    facts = json.loads((data_dir() / "transfer_to_npu.json").read_text())
+    names = set(facts["device_wrapped_qualified"]) | set(facts["reassigned"]) | set(facts["distributed"])
+    names |= set(facts["torch_cuda_redirected"]) | set(facts["proxy_types"]) | set(facts["bulk_copies"])
+    names |= {f"{owner}.{name}" for owner, members in facts["device_wrapped"].items() for name in members}
+    names |= {"warnings.filterwarnings"} & set(facts["module_level_calls"])
+    names |= set(facts["deleted_entries"])
+    patched = set(auto.patched_names())
+    classification = core.STATE.classification
+    third_party = {api for package in facts["third_party_config"].values() for api in package["apis"]}
+    for name in sorted(names | third_party):
+        plain = name[: -len(".__init__")] if name.endswith(".__init__") else name
+        plain = _ALIASES.get(plain, plain)
+        if plain in patched:
+            status = "patched"
+        elif name in core.DIFFERENCES_FROM_TRANSFER_TO_NPU:
+            status = "deliberately not: " + core.DIFFERENCES_FROM_TRANSFER_TO_NPU[name]
+        elif name in third_party:
+            status = "deliberately not: " + core.DIFFERENCES_FROM_TRANSFER_TO_NPU["third-party"]
+        elif any(plain == key or plain.startswith(key + ".") for key in classification.unsupported):
+            status = "unsupported per the rules (warned at the call site where callable)"
+        elif any(plain == key or plain.startswith(key + ".") for key in classification.renames):
+            status = "renamed per the rules; target absent from this torch_npu (the emulator)"
+        elif name.startswith("torch.cuda.") and _pristine(name) is None:
+            status = "NPU-only name copied onto torch.cuda by transfer_to_npu; CUDA code never uses it"
+        else:
+            status = "MISSING"
+        COVERAGE[name] = status
+
+
+@case()
+def factory_list_matches_torch_schemas():
+    core = sys.modules["transplant.auto._core"]
+    with_device = set()
+    for schema in torch._C._jit_get_all_schemas():
+        if schema.name.startswith("aten::") and any(a.name == "device" for a in schema.arguments):
+            name = schema.name[len("aten::"):]
+            if name in PRISTINE["torch"]:
+                with_device.add(name)
+    missing = with_device - set(core.FACTORIES) - set(core.FACTORIES_SKIPPED)
+    assert not missing, f"torch functions with a device argument that auto mode does not wrap: {sorted(missing)}"
+
+
 # ------------------------------------------------------------------ profiler
 
 @case("torch.profiler.profile")
@@ -848,6 +965,7 @@ def main(result_path: str) -> int:
         "cases": results,
         "patched": auto.patched_names(),
         "covered_dynamically": sorted(COVERED_DYNAMICALLY),
+        "transfer_to_npu": COVERAGE,
         "not_patched": sorted(sys.modules["transplant.auto._core"].NOT_PATCHED),
         "skipped_targets": sorted(
             s for s, t in sys.modules["transplant.auto._core"].STATE.classification.renames.items()

@@ -52,3 +52,14 @@ def test_runtime_change_log(case_run):
     checkpoint = [row for row in rows if row["Message"].startswith("torch.load restored")]
     assert checkpoint and checkpoint[0]["Before"] == "'cuda:0'" and checkpoint[0]["After"] == "'npu:0'"
     assert all(int(row["Start Line"]) > 0 for row in rows)
+
+
+def test_coverage_matches_transfer_to_npu(case_run):
+    """Each name transfer_to_npu patches (transplant/data/transfer_to_npu.json) is ours too, or
+    deliberately not with a stated reason (DIFFERENCES_FROM_TRANSFER_TO_NPU / the rule sets)."""
+    coverage = case_run.results["transfer_to_npu"]
+    assert len(coverage) > 250
+    missing = sorted(name for name, status in coverage.items() if status == "MISSING")
+    assert missing == []
+    patched = [name for name, status in coverage.items() if status == "patched"]
+    assert len(patched) > 100

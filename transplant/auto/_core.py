@@ -64,6 +64,59 @@ NOT_PATCHED = {
 }
 
 
+# What transfer_to_npu patches that auto mode deliberately leaves alone, and why. tests/auto compare
+# this (plus what we do patch) with transplant/data/transfer_to_npu.json, read from Huawei's wheel.
+DIFFERENCES_FROM_TRANSFER_TO_NPU = {
+    "torch.jit.script": "kept working; transfer_to_npu turns it into the identity",
+    "torch.jit.script_method": "kept working; transfer_to_npu turns it into the identity",
+    "warnings.filterwarnings": "never changed process-wide (transfer_to_npu sets action='once' globally)",
+    "torch.cuda.DoubleTensor": "redirected to torch.npu.DoubleTensor per rule TP106 (float64 kept, warned at "
+    "the call site), never silently to FloatTensor",
+    "torch.distributed.Backend.default_device_backend_map['cuda']": "left: deleting it changes torch's default "
+    "backend choice for every library; the backends user code names are rewritten instead",
+    "torch.distributed.ProcessGroupNCCL": "not aliased to ProcessGroupHCCL: that makes isinstance checks lie",
+    "torch.distributed.distributed_c10d.ProcessGroupNCCL": "not aliased to ProcessGroupHCCL: that makes "
+    "isinstance checks lie",
+    "torch.distributed.distributed_c10d._new_group_with_tag": "private; the public new_group and "
+    "init_process_group are patched",
+    "torch.distributed.ProcessGroup._get_backend": "private; backends are rewritten where user code names them",
+    "torch.distributed.checkpoint.filesystem._OverlappingCpuLoader.__init__": "private loader re-implementation, "
+    "not a device argument",
+    "torch.UntypedStorage.__new__": "storages created directly on the device need the NPU allocator",
+    "torch.utils.cpp_extension": "CUDA C++ extensions cannot be redirected; the offline scanner reports them",
+    "torch.utils.cpp_extension.include_paths": "CUDA C++ extensions cannot be redirected; the offline scanner "
+    "reports them",
+    "torch._C._host_emptyCache": "private C hook, not called by user code",
+    "torch._utils._get_available_device_type": "torch internals see the real device types (per-caller policy)",
+    "torch._dynamo.trace_rules._disallowed_callable_ids.function_ids": "torch.compile internals are not touched",
+    "torch._dynamo.utils.has_triton": "torch.compile internals are not touched",
+    "torch._inductor.compile_fx.has_triton": "torch.compile internals are not touched",
+    "torch._inductor.runtime.autotune_cache.has_triton": "torch.compile internals are not touched",
+    "torch.utils._triton.has_triton": "torch.compile internals are not touched",
+    "torch._inductor.autotune_process.get_gpu_type": "torch.compile internals are not touched",
+    "torch._inductor.fx_passes.joint_graph.get_gpu_type": "torch.compile internals are not touched",
+    "torch._inductor.fx_passes.post_grad.get_gpu_type": "torch.compile internals are not touched",
+    "torch._inductor.utils.get_gpu_type": "torch.compile internals are not touched",
+    "torch.npu.memory._record_memory_history": "an NPU function: CUDA code reaches it through "
+    "torch.cuda.memory._record_memory_history (rule TP110)",
+    "torch.npu.memory._snapshot": "an NPU function: CUDA code reaches it through torch.cuda.memory._snapshot "
+    "(rule TP110)",
+    "torch_npu.profiler._KinetoProfile.export_memory_timeline": "torch_npu's own profiler API, never called by CUDA code",
+    "torch.profiler.schedule": "torch.profiler's own object works unchanged on the NPU",
+    "torch.profiler.tensorboard_trace_handler": "torch.profiler's own object works unchanged on the NPU",
+    "torch.profiler.ProfilerAction": "torch.profiler's own object works unchanged on the NPU",
+    "torch.profiler.ProfilerActivity.CPU": "torch.profiler's own object works unchanged on the NPU",
+    "torch.profiler.ProfilerActivity.CUDA": "rewritten where it is used: torch.profiler.profile(activities=...)",
+    "torch.frombuffer": "has no device parameter in torch 2.13",
+    "torch._sparse_coo_tensor_unsafe": "not a torch.* function in torch 2.13",
+    "torch._sparse_csr_tensor_unsafe": "not a torch.* function in torch 2.13",
+    "torch.cuda": "redirected name by name as the rule sets classify them (rules/torch_cuda.json, "
+    "rules/amp.json), not by copying torch_npu.npu's __all__ wholesale",
+    "third-party": "libraries with native NPU support are handled by the per-caller torch.cuda.is_available() "
+    "policy (whole packages, any version) instead of 28 wrapped functions",
+}
+
+
 class Patcher:
     """Sets attributes and remembers how to undo each change, in reverse order."""
 
@@ -509,9 +562,55 @@ def _patch_amp(p: Patcher) -> None:
         p.wrap(torch.amp, name,
                lambda f, n=name: _bound(f, f"torch.amp.{n}", {"device_type": (_device_type, "device")}),
                f"torch.amp.{name}", "device_type")
-    for name in ("is_autocast_enabled", "get_autocast_dtype", "set_autocast_enabled", "set_autocast_dtype"):
+    for name in ("get_autocast_dtype", "set_autocast_dtype"):
         p.wrap(torch, name, lambda f, n=name: _first_arg_device(f, f"torch.{n}", key="device_type", ints=False),
                f"torch.{name}", "device_type")
+    _patch_legacy_autocast_queries(p, STATE.policy)
+
+
+def _patch_legacy_autocast_queries(p: Patcher, policy: CallerPolicy) -> None:
+    """The CUDA-era forms without a device type (``torch.is_autocast_enabled()``, ``*_gpu_dtype``) mean
+    CUDA; from user code they now mean the NPU. torch itself keeps the original meaning."""
+    is_enabled = torch.is_autocast_enabled
+    is_enabled_typed = _first_arg_device(is_enabled, "torch.is_autocast_enabled", key="device_type", ints=False)
+
+    @functools.wraps(is_enabled)
+    def is_autocast_enabled(*args, **kwargs):
+        if not args and not kwargs and not policy.is_internal(sys._getframe(1).f_globals.get("__name__", "")):
+            record("torch.is_autocast_enabled", "device", "torch.is_autocast_enabled()", "torch.is_autocast_enabled('npu')")
+            return is_enabled("npu")
+        return is_enabled_typed(*args, **kwargs)
+
+    p.set(torch, "is_autocast_enabled", is_autocast_enabled, "torch.is_autocast_enabled", "device_type; () -> 'npu'")
+
+    set_enabled = torch.set_autocast_enabled
+    set_enabled_typed = _first_arg_device(set_enabled, "torch.set_autocast_enabled", key="device_type", ints=False)
+
+    @functools.wraps(set_enabled)
+    def set_autocast_enabled(*args, **kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], bool) \
+                and not policy.is_internal(sys._getframe(1).f_globals.get("__name__", "")):
+            record("torch.set_autocast_enabled", "device", "torch.set_autocast_enabled(enabled)",
+                   "torch.set_autocast_enabled('npu', enabled)")
+            return set_enabled("npu", args[0])
+        return set_enabled_typed(*args, **kwargs)
+
+    p.set(torch, "set_autocast_enabled", set_autocast_enabled, "torch.set_autocast_enabled", "device_type; (b) -> 'npu'")
+
+    for name, replacement in (("get_autocast_gpu_dtype", lambda: torch.get_autocast_dtype("npu")),
+                              ("set_autocast_gpu_dtype", lambda dtype: torch.set_autocast_dtype("npu", dtype))):
+        original = getattr(torch, name, None)
+        if original is None:
+            continue
+
+        def legacy(*args, _original=original, _replacement=replacement, _name=name, **kwargs):
+            if policy.is_internal(sys._getframe(1).f_globals.get("__name__", "")):
+                return _original(*args, **kwargs)
+            record(f"torch.{_name}", "device", f"torch.{_name}", f"torch.{_name.replace('_gpu', '')}('npu')")
+            return _replacement(*args, **kwargs)
+
+        functools.update_wrapper(legacy, original)
+        p.set(torch, name, legacy, f"torch.{name}", "-> the NPU autocast dtype")
 
 
 def _takes_device_type(target) -> bool:
@@ -799,6 +898,21 @@ def _patch_fsdp(module) -> None:
                "torch.distributed.fsdp.FullyShardedDataParallel", "device_id")
 
 
+def _patch_pipelining(module) -> None:
+    p = STATE.patcher
+    if p is None:
+        return
+    stage = getattr(module, "PipelineStage", None)
+    if stage is not None:
+        p.wrap(stage, "__init__",
+               lambda f: _bound(f, "torch.distributed.pipelining.stage.PipelineStage", {"device": (npu_device_or_index, "device")}),
+               "torch.distributed.pipelining.stage.PipelineStage", "device")
+    if hasattr(module, "build_stage"):
+        p.wrap(module, "build_stage",
+               lambda f: _bound(f, "torch.distributed.pipelining.stage.build_stage", {"device": (npu_device_or_index, "device")}),
+               "torch.distributed.pipelining.stage.build_stage", "device")
+
+
 def _patch_device_context(module) -> None:
     p = STATE.patcher
     if p is None:
@@ -871,7 +985,8 @@ def install(config: Config | None = None) -> bool:
         p.undo()
         STATE.patcher = None
         raise
-    STATE.lazy = [("torch.distributed.fsdp.fully_sharded_data_parallel", _patch_fsdp)]
+    STATE.lazy = [("torch.distributed.fsdp.fully_sharded_data_parallel", _patch_fsdp),
+                  ("torch.distributed.pipelining.stage", _patch_pipelining)]
     _patch_device_context(sys.modules["torch.utils._device"])
     for name, callback in STATE.lazy:
         FINDER.register(name, callback)
