@@ -87,14 +87,21 @@ class ImportEdits:
         line, path = anchor
         new_lines = [_import_line(m) for m, _ in wanted]
         ancestors = [self.ctx.module, *path]
+        # `import torch.npu.amp` (a renamed `import torch.cuda.amp`) needs torch_npu first.
+        before = any(m == "torch_npu" for m, _ in wanted) and self._imports_npu_after_rename(line)
 
-        def edit(u: cst.CSTNode, _new=new_lines) -> cst.FlattenSentinel:
+        def edit(u: cst.CSTNode, _new=new_lines, _before=before) -> cst.FlattenSentinel:
+            if _before:
+                # the anchor keeps its comments/blank lines above the inserted imports
+                lead = getattr(u, "leading_lines", ())
+                first = _new[0].with_changes(leading_lines=lead)
+                return cst.FlattenSentinel([first, *_new[1:], u.with_changes(leading_lines=())])
             return cst.FlattenSentinel([u, *_new])
 
         self.ctx.replace(line, edit, ancestors=ancestors)
         for module, r in wanted:
             self.ctx.record_change(line, r, f"insert `import {module}`", after=f"import {module}",
-                                   operation=Operation.INSERT, after_node=True)
+                                   operation=Operation.INSERT, after_node=not before)
 
     # ------------------------------------------------------------ helpers
     def _imports(self, module: str) -> bool:
@@ -102,6 +109,22 @@ class ImportEdits:
         if module == "torch":
             return imports.binds("torch") == "torch"
         return any(m == module or m.startswith(module + ".") for m in imports.imported_modules)
+
+    def _imports_npu_after_rename(self, line: cst.CSTNode) -> bool:
+        from transplant.rewrite.qualnames import NameIndex
+
+        index = NameIndex.of(self.ctx.ruleset)
+        assert isinstance(line, cst.SimpleStatementLine)
+        for small in line.body:
+            names: list[str] = []
+            if isinstance(small, cst.Import):
+                names = [module_name(a.name) for a in small.names]  # type: ignore[arg-type]
+            elif isinstance(small, cst.ImportFrom) and not small.relative:
+                mod = module_name(small.module)
+                names = [mod] if isinstance(small.names, cst.ImportStar) else [f"{mod}.{a.evaluated_name}" for a in small.names]
+            if any(index.rename_of(n).startswith("torch.npu") for n in names):
+                return True
+        return False
 
     def _anchor(self) -> Optional[tuple[cst.CSTNode, list[cst.CSTNode]]]:
         body = self.ctx.module.body
