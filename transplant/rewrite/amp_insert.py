@@ -59,6 +59,7 @@ class _Scope:
     owner: Union[cst.FunctionDef, cst.Module]
     backwards: list[cst.SimpleStatementLine] = field(default_factory=list)
     steps: list[cst.SimpleStatementLine] = field(default_factory=list)
+    odd_backwards: list[cst.Call] = field(default_factory=list)  # backward calls that are not a statement alone
 
 
 @register_pass("amp_insert")
@@ -86,7 +87,7 @@ def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds
     if "backward" not in module.code:
         return None, None, findings
     backwards = [s for s in _expression_lines(module) if _backward_call(s) is not None]
-    if not backwards:
+    if not backwards and ".backward(" not in module.code:
         return None, None, findings
     analysis = c.Analysis(module)
     for prefix in _EXISTING_AMP:
@@ -156,6 +157,12 @@ class _InsertPlanner:
         for stmt in backwards:
             owner = self.a.scope_of(stmt)
             scopes.setdefault(id(owner), _Scope(owner)).backwards.append(stmt)
+        recognised = {id(_backward_call(s)) for s in backwards}
+        for call_node in m.findall(self.a.module, m.Call(func=m.Attribute(attr=m.Name("backward")))):
+            if id(call_node) in recognised:
+                continue
+            owner = self.a.scope_of(call_node)
+            scopes.setdefault(id(owner), _Scope(owner)).odd_backwards.append(call_node)
         for scope in scopes.values():
             for stmt in _expression_lines(scope.owner):
                 if self.a.scope_of(stmt) is not scope.owner:
@@ -168,6 +175,9 @@ class _InsertPlanner:
 
     # -- one function ------------------------------------------------------------------------------
     def plan_scope(self, scope: _Scope, editor: c.StatementEditor) -> None:
+        if scope.odd_backwards:
+            raise Skip(scope.odd_backwards[0], "backward() is not a statement of its own line (inside a larger "
+                                               "expression or a one-line block), so the step is not recognised")
         if not scope.steps:
             raise Skip(scope.backwards[0], "no optimizer step (`optimizer.step()` of a torch.optim optimizer) "
                                            "in the function that calls backward")
