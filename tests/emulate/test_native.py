@@ -26,6 +26,7 @@ def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float =
     """Run ``code`` in a fresh interpreter in its own process group; kill the group afterwards."""
     full_env = dict(os.environ if env is None else env)
     full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    full_env.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
     proc = subprocess.Popen(
         [PYTHON, "-c", textwrap.dedent(code)],
         stdout=subprocess.PIPE,

@@ -24,6 +24,7 @@ def run_python(code: str, *, env: dict[str, str], timeout: float = 240) -> dict:
     """Run ``code`` in a fresh interpreter (own process group, killed afterwards); its last JSON line."""
     env = dict(env)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
     proc = subprocess.Popen(
         [PYTHON, "-c", textwrap.dedent(code)],
         stdout=subprocess.PIPE,

@@ -24,6 +24,7 @@ def run_transplant(
     """``python -m transplant.emulate.runner ARGS`` in its own process group, killed afterwards."""
     full_env = dict(os.environ if env is None else env)
     full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    full_env.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
     proc = subprocess.Popen(
         [PYTHON, "-m", "transplant.emulate.runner", *args],
         cwd=cwd,
@@ -183,9 +184,6 @@ def test_strict_cuda_names_file_and_line(tmp_path: Path) -> None:
         print("unreachable in strict mode", use_cuda)
         """,
     )
-    lenient = run_transplant([str(script)], cwd=tmp_path)
-    assert lenient.returncode == 0, lenient.stderr
-    assert "unreachable in strict mode False" in lenient.stdout
     strict = run_transplant(["--strict-cuda", str(script)], cwd=tmp_path)
     assert strict.returncode == 1
     assert "unreachable" not in strict.stdout
