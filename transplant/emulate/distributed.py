@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import _create_work_from_future
 
+from transplant.emulate.tensor import unwrap
+
 __all__ = ["ProcessGroupHCCL", "register", "BACKEND_NAME"]
 
 BACKEND_NAME = "hccl"
@@ -30,8 +32,6 @@ def _to_cpu(tensor: torch.Tensor, op: str) -> torch.Tensor:
     """The CPU tensor backing an npu tensor; anything else is refused like real HCCL does."""
     if not isinstance(tensor, torch.Tensor) or tensor.device.type != _DEVICE_TYPE or tensor.is_sparse:
         raise ValueError(f"ProcessGroupHCCL::{op}: Tensors must be NPU and dense")
-    from .tensor import unwrap
-
     return unwrap(tensor)
 
 
