@@ -171,9 +171,12 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("script", help="the Python script to run")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
     options = parser.parse_args(args)
-    return run(
-        [options.script, *options.script_args], strict_cuda=options.strict_cuda, nproc=options.nproc
-    )
+    try:
+        return run(
+            [options.script, *options.script_args], strict_cuda=options.strict_cuda, nproc=options.nproc
+        )
+    except (RuntimeError, ValueError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 
 if __name__ == "__main__":
