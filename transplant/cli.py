@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -93,6 +94,7 @@ class _Progress:
             return
         from tqdm import tqdm
 
+        tqdm.monitor_interval = 0  # no monitor thread: worker processes are forked after this
         tty = sys.stderr.isatty()
         self.bar = tqdm(total=total, unit="file", file=sys.stderr, leave=False, dynamic_ncols=True,
                         delay=0.5 if tty else 10.0, mininterval=0.1 if tty else 10.0)
@@ -228,6 +230,8 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted; OUT is incomplete (every file in it is whole)", EXIT_INTERRUPTED)
+    except BrokenProcessPool as exc:
+        _fail(f"a worker process died ({exc}); OUT is incomplete", EXIT_CHECK_FAILED)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", EXIT_CHECK_FAILED)

@@ -27,6 +27,7 @@ import signal
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,14 +294,13 @@ def _prepare_out_dirs(out: Path, dirs: list[str], out_existed: bool) -> None:
 _worker_ruleset: Any = None
 
 
-def _init_worker(config: RuleConfig) -> None:
+def _init_worker(ruleset: Any) -> None:
     global _worker_ruleset
-    # Ctrl-C goes to the whole process group; the parent handles it and terminates the pool. A forked
-    # worker must also drop the parent's SIGTERM handler, or terminate() makes it print a traceback.
+    # Ctrl-C goes to the whole process group; the parent handles it and shuts the pool down. A forked
+    # worker must also drop the parent's SIGTERM handler (the CLI's), which is meant for the parent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if _worker_ruleset is None:  # inherited already when the pool forks
-        _worker_ruleset = config.load()
+    _worker_ruleset = ruleset
 
 
 def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
@@ -326,30 +326,33 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
 class _Rewrites:
     """Results of :func:`_rewrite_task` in task order, computed in ``jobs`` worker processes.
 
-    The pool starts (and receives every task) on entry, so the caller can copy other files meanwhile.
+    The pool receives every task on entry, so the caller can copy other files meanwhile. A
+    ProcessPoolExecutor (not multiprocessing.Pool) because a worker that dies or fails to start turns
+    into an error (BrokenProcessPool) instead of a hang.
     """
 
-    def __init__(self, tasks: list[tuple[str, str]], config: RuleConfig, ruleset: Any, jobs: int) -> None:
-        self._tasks, self._config, self._ruleset, self._jobs = tasks, config, ruleset, jobs
-        self._pool: Any = None
+    def __init__(self, tasks: list[tuple[str, str]], ruleset: Any, jobs: int) -> None:
+        self._tasks, self._ruleset, self._jobs = tasks, ruleset, jobs
+        self._executor: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Iterator[tuple[FileResult, bool]]:
         global _worker_ruleset
-        _worker_ruleset = self._ruleset  # used in process; forked workers inherit it too
         if self._jobs <= 1 or len(self._tasks) <= 1:
+            _worker_ruleset = self._ruleset
             return map(_rewrite_task, self._tasks)
-        self._pool = multiprocessing.get_context().Pool(
-            min(self._jobs, len(self._tasks)), initializer=_init_worker, initargs=(self._config,)
-        )
-        chunk = max(1, min(8, len(self._tasks) // (self._jobs * 8)))
-        return self._pool.imap(_rewrite_task, self._tasks, chunksize=chunk)
+        workers = min(self._jobs, len(self._tasks))
+        # The rule set travels to each worker once (inherited on fork, pickled otherwise): validating
+        # the JSON again in every worker would cost more than small projects take to migrate.
+        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
+                                             initializer=_init_worker, initargs=(self._ruleset,))
+        chunk = max(1, min(8, len(self._tasks) // (workers * 8)))
+        return self._executor.map(_rewrite_task, self._tasks, chunksize=chunk)
 
     def __exit__(self, *exc: object) -> None:
         global _worker_ruleset
         _worker_ruleset = None
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -411,7 +414,7 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     results_by_rel: dict[str, FileResult] = dict(skipped)
     candidates: list[str] = []
 
-    with _Rewrites(python, options.rules, ruleset, options.jobs) as rewrites:
+    with _Rewrites(python, ruleset, options.jobs) as rewrites:
         # Non-Python files are copied while the workers parse (the pool has its tasks already).
         for item in others:
             native_ops.extend(_copy_other(item, src_root, out if write else None))

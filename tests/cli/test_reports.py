@@ -84,7 +84,7 @@ def test_cuda_op_list(invoke, tmp_path: Path) -> None:
 
 
 def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
-    write_tree(project, {"legacy.py": b"print 'py2'\n"})
+    write_tree(project, {"legacy.py": b"import torch\nprint 'py2', torch.cuda.is_available()\n"})
     out = tmp_path / "out"
     assert invoke("-i", project, "-o", out, "--exclude", "README.md").exit_code == 0
     report = json.loads((out / "transplant_report.json").read_text())

@@ -1,0 +1,167 @@
+"""How fast is transplant? Lines per second beside a bare libcst parse+print of the same files.
+
+Not a test: run it by hand (``.venv/bin/python benchmarks/migrate_speed.py [PATH ...]``) and read the
+figures. Everything is measured in this one run, on this machine, so the ratios are meaningful even
+when the absolute figures move with the machine's load:
+
+1. per file, in this process (no I/O): bare ``libcst.parse_module(src).code`` vs ``rewrite_source`` on
+   the files the prefilter sends to the parser, and separately on the files it lets through unparsed;
+2. the whole migration (``transplant.migrate.migrate``: walk, copy, rewrite, write) with 1 job and with
+   2 jobs, wall-clock;
+3. the peak RSS of a migration worker process.
+
+Targets (issue 2): rewriting >= half the bare parse+print speed on parsed files; 2 jobs >= 1.7 x 1 job;
+worker peak RSS < 100 MiB. For reference, Huawei's msFmkTransplt does about 160 lines/s on
+pytorch/examples (shared/research/msft_baseline.md).
+
+Default corpus (offline, no download): the project's ``fixtures/`` trainers plus training-flavoured
+slices of the installed torch sources (``torch/cuda``, ``torch/amp``, ``torch/optim``,
+``torch/nn/modules``, ``torch/nn/parallel``, ``torch/utils/data``). It is copied to a temporary folder
+first so every run reads the same bytes from the same file system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TORCH_SLICES = ("cuda", "amp", "optim", "nn/modules", "nn/parallel", "utils/data")
+
+
+def default_corpus(dest: Path) -> Path:
+    """Copy the default corpus into ``dest`` and return it."""
+    fixtures = REPO / "fixtures"
+    if fixtures.is_dir():
+        shutil.copytree(fixtures, dest / "fixtures", ignore=shutil.ignore_patterns("__pycache__"))
+    try:
+        import torch  # only to find its sources; nothing of it is run
+
+        torch_dir = Path(torch.__file__).resolve().parent
+    except ImportError:
+        torch_dir = None
+    if torch_dir is not None:
+        for part in TORCH_SLICES:
+            if (torch_dir / part).is_dir():
+                shutil.copytree(torch_dir / part, dest / "torch" / part,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyi"))
+    return dest
+
+
+def python_files(root: Path) -> list[tuple[Path, bytes]]:
+    return [(p, p.read_bytes()) for p in sorted(root.rglob("*.py")) if p.is_file() and not p.is_symlink()]
+
+
+def count_lines(files: list[tuple[Path, bytes]]) -> int:
+    return sum(source.count(b"\n") + (0 if source.endswith(b"\n") or not source else 1) for _, source in files)
+
+
+def best_time(fn, repeat: int) -> tuple[float, float]:
+    """(best wall seconds, its CPU seconds) over ``repeat`` runs."""
+    runs = []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return min(runs)
+
+
+def bare_parse_print(files: list[tuple[Path, bytes]]) -> None:
+    import libcst
+
+    for _, source in files:
+        try:
+            libcst.parse_module(source).code  # noqa: B018 - the print is what we time
+        except Exception:  # noqa: BLE001 - unparseable files cost what they cost
+            pass
+
+
+def transplant_rewrite(files: list[tuple[Path, bytes]], ruleset: object, root: Path) -> None:
+    from transplant.rewrite import rewrite_source
+
+    for path, source in files:
+        rewrite_source(source, path.relative_to(root).as_posix(), ruleset)
+
+
+def full_migration(src: Path, jobs: int, work: Path) -> float:
+    from transplant.migrate import MigrationOptions, migrate
+    from transplant.report import write_reports
+
+    out = work / f"out-j{jobs}"
+    if out.exists():
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    migration = migrate(MigrationOptions(src=src, out=out, jobs=jobs))
+    write_reports(migration, out)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="trees to measure (default: see module docstring)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
+    args = parser.parse_args()
+
+    from transplant.rules import load_ruleset
+
+    with tempfile.TemporaryDirectory(prefix="transplant-bench-") as tmp:
+        work = Path(tmp)
+        src = work / "src"
+        src.mkdir()
+        if args.paths:
+            for i, path in enumerate(args.paths):
+                shutil.copytree(path, src / f"{i}-{path.resolve().name}", symlinks=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            default_corpus(src)
+        files = python_files(src)
+        ruleset = load_ruleset()
+        parsed = [(p, s) for p, s in files if ruleset.may_apply(s)]
+        skipped = [(p, s) for p, s in files if not ruleset.may_apply(s)]
+        n_all, n_parsed, n_skipped = count_lines(files), count_lines(parsed), count_lines(skipped)
+        print(f"corpus: {len(files)} .py files, {n_all} lines; prefilter sends {len(parsed)} files "
+              f"({n_parsed} lines) to the parser, lets {len(skipped)} ({n_skipped} lines) through")
+
+        transplant_rewrite(files[:20], ruleset, src)  # warm imports and caches
+        bare_wall, bare_cpu = best_time(lambda: bare_parse_print(parsed), args.repeat)
+        tp_wall, tp_cpu = best_time(lambda: transplant_rewrite(parsed, ruleset, src), args.repeat)
+        pf_wall, pf_cpu = best_time(lambda: transplant_rewrite(skipped, ruleset, src), args.repeat)
+        bare_all_wall, _ = best_time(lambda: bare_parse_print(files), 1)
+
+        def rate(lines: int, seconds: float) -> str:
+            return f"{lines / seconds:>10,.0f} lines/s" if seconds > 0 else "        n/a"
+
+        print("\nper file, in process (best of %d; CPU seconds in brackets)" % args.repeat)
+        print(f"  bare libcst parse+print, parsed files : {rate(n_parsed, bare_wall)}  [{bare_cpu:.2f} s]")
+        print(f"  transplant rewrite,      parsed files : {rate(n_parsed, tp_wall)}  [{tp_cpu:.2f} s]")
+        print(f"    ratio transplant / bare             : {bare_wall / tp_wall:10.2f}   (target >= 0.50)")
+        print(f"  transplant, prefiltered files         : {rate(n_skipped, pf_wall)}  [{pf_cpu:.2f} s]")
+        print(f"  bare libcst parse+print, all files    : {rate(n_all, bare_all_wall)}")
+
+        walls = {jobs: min(full_migration(src, jobs, work) for _ in range(args.repeat)) for jobs in (1, 2)}
+        # Workers of the -j 2 runs have been reaped: RUSAGE_CHILDREN holds the largest one's peak (KiB).
+        worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print("\nwhole migration (walk, copy, rewrite, write, reports), wall clock, best of %d" % args.repeat)
+        for jobs, wall in walls.items():
+            print(f"  -j {jobs}: {wall:6.2f} s  {rate(n_all, wall)}")
+        print(f"  speed-up -j 2 / -j 1                  : {walls[1] / walls[2]:10.2f}   (target >= 1.70)")
+        print(f"  vs msFmkTransplt (~160 lines/s)       : {n_all / walls[2] / 160:10.0f} x faster (-j 2)")
+        print(f"\npeak RSS of a migration worker: {worker_peak:.0f} MiB (target < 100 MiB); "
+              f"this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"machine: {cpus} usable cores, load average {load} "
+              f"(a loaded machine lowers the -j 2 speed-up; rerun when it is idle)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
