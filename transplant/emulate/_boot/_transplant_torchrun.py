@@ -10,6 +10,11 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    # The launcher only starts and watches workers: it needs no emulated device of its own.
+    boot = sys.modules.get("sitecustomize")
+    if boot is not None and hasattr(boot, "disarm"):
+        boot.disarm()
+
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun_main
 

@@ -71,6 +71,11 @@ class _ActivateAfterTorch(importlib.abc.MetaPathFinder):
         return spec
 
 
+def disarm() -> None:
+    """Do not activate the emulator in this process (for launchers such as torchrun's parent)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ActivateAfterTorch)]
+
+
 def _boot() -> None:
     try:
         _run_shadowed_sitecustomize()
