@@ -305,6 +305,22 @@ class Analysis:
                 continue
             yield node, name
 
+    def uses_any(self, prefixes: tuple[str, ...]) -> bool:
+        """Does any name outside import statements resolve to one of ``prefixes`` (or below)?"""
+        heads = {p.split(".")[0] for p in prefixes}
+        for node in self.qualified:
+            if not isinstance(node, cst.Name) or node.value in ("self", "cls"):
+                continue
+            for name in self.qualnames(node):
+                if name.split(".")[0] in heads or any(name == p or name.startswith(p + ".") for p in prefixes):
+                    parent = self.parents.get(node)
+                    candidate = node
+                    while isinstance(parent, cst.Attribute) and parent.value is candidate:
+                        candidate, parent = parent, self.parents.get(parent)
+                    if not self._in_import(node) and any(self.resolves_to(candidate, p) for p in prefixes):
+                        return True
+        return False
+
     def _in_import(self, node: cst.CSTNode) -> bool:
         current: Optional[cst.CSTNode] = node
         while current is not None and not isinstance(current, cst.BaseStatement):
@@ -455,6 +471,16 @@ class StatementEditor:
             self.after[stmt].extend(new)
         self.wraps.extend(other.wraps)
         self.removed |= other.removed
+
+    def emptied_ifs(self, analysis: "Analysis") -> list[cst.If]:
+        """``if`` statements (no else, pure test) whose whole body is planned for removal: they go too."""
+        out: list[cst.If] = []
+        for node in {id(analysis.parent(analysis.parent(s))): analysis.parent(analysis.parent(s))
+                     for s in self.replace_stmt if id(s) in self.removed}.values():
+            if (isinstance(node, cst.If) and node.orelse is None and isinstance(node.body, cst.IndentedBlock)
+                    and all(id(s) in self.removed for s in node.body.body) and is_pure_condition(node.test)):
+                out.append(node)
+        return out
 
     def remove(self, stmt: cst.BaseStatement) -> None:
         self.replace_stmt[stmt] = lambda _updated: []

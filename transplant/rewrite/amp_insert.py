@@ -90,9 +90,8 @@ def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds
     if not backwards and ".backward(" not in module.code:
         return None, None, findings
     analysis = c.Analysis(module)
-    for prefix in _EXISTING_AMP:
-        if next(iter(analysis.uses_under(prefix)), None) is not None:
-            return None, analysis, findings
+    if analysis.uses_any(_EXISTING_AMP):
+        return None, analysis, findings
     planner = _InsertPlanner(analysis, mode, ids, findings)
     try:
         planner.check_file(backwards)

@@ -63,6 +63,13 @@ def apex_pass(module: cst.Module, ctx, rules: list) -> None:
     if editor.empty:
         findings.emit(ctx)
         return
+    row_rule = (amp_rule if amp_consumed_any else None) or imports_rule
+    if row_rule is not None:
+        for emptied in editor.emptied_ifs(analysis):
+            findings.changes.append(analysis.change(
+                row_rule.id, emptied, Operation.DELETE, "`if` block removed: everything in it was apex set-up "
+                "that the rewrite replaced", "safe", after="",
+                before="if " + analysis.module.code_for_node(emptied.test) + ":"))
     if needs_torch and c.torch_alias(module) is None:
         needing = amp_rule if amp_consumed_any else roles.get("optimizers") or roles.get("parallel")
         ctx.add_import("torch", needing or rules[0])
