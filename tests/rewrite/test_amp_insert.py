@@ -81,3 +81,15 @@ def test_scaler_name_does_not_clash_with_user_names() -> None:
     assert "lr=lr)\n    grad_scaler = torch.amp.GradScaler('npu')\n    scaler = 0.5" in out
     assert "grad_scaler.scale(loss).backward()" in out and "grad_scaler.step(optimizer)" in out
     compile(out, "train.py", "exec")
+
+
+def test_optimizer_step_in_a_one_line_block_is_refused() -> None:
+    result = migrate('''
+        def train(model, optimizer, loader, accum):
+            for i, x in enumerate(loader):
+                loss = model(x).sum()
+                loss.backward()
+                if i % accum == 0: optimizer.step()
+    ''', "fp16")
+    assert result.status is Status.UNCHANGED
+    assert "not a statement of its own line" in result.unsupported[0].tip

@@ -119,3 +119,21 @@ def test_apex_amp_rows_are_deselectable() -> None:
     source = b"from apex import amp\nmodel, optimizer = amp.initialize(model, optimizer)\n"
     result = rewrite_source(source, "train.py", load_ruleset(ignore=["TP4"]))
     assert result.status is Status.UNCHANGED and not result.changes
+
+
+def test_step_hidden_in_a_one_line_block_blocks_the_rewrite() -> None:
+    result = migrate('''
+        import torch
+        from apex import amp
+
+        def train(model, optimizer, loader, accum):
+            model, optimizer = amp.initialize(model, optimizer)
+            for i, x in enumerate(loader):
+                loss = model(x).sum()
+                with amp.scale_loss(loss, optimizer) as scaled_loss:
+                    scaled_loss.backward()
+                if i % accum == 0: optimizer.step()
+    ''')
+    assert result.status is Status.UNCHANGED
+    assert {u.rule for u in result.unsupported} == {"TP405"}
+    assert all("not a statement of its own line" in u.tip for u in result.unsupported)

@@ -174,6 +174,12 @@ class _InsertPlanner:
 
     # -- one function ------------------------------------------------------------------------------
     def plan_scope(self, scope: _Scope, editor: c.StatementEditor) -> None:
+        statement_steps = {id(s.body[0].value) for s in scope.steps}  # type: ignore[union-attr]
+        for call_node in m.findall(scope.owner, m.Call(func=m.Attribute(attr=m.Name("step")))):
+            if (id(call_node) not in statement_steps and self.a.scope_of(call_node) is scope.owner
+                    and self._is_optimizer(call_node.func.value)):  # type: ignore[attr-defined]
+                raise Skip(call_node, "an optimizer step is not a statement of its own line, so it cannot be "
+                                      "routed through the scaler")
         if scope.odd_backwards:
             raise Skip(scope.odd_backwards[0], "backward() is not a statement of its own line (inside a larger "
                                                "expression or a one-line block), so the step is not recognised")

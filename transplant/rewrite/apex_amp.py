@@ -295,6 +295,15 @@ class _Planner:
                 if call_node.args:
                     raise Abort(call_node, "optimizer.step(closure) cannot go through GradScaler.step")
                 found.append(stmt)
+        # A step hidden in a larger statement would apply scaled gradients: refuse rather than miss it.
+        statement_calls = {id(s.body[0].value) for s in found}  # type: ignore[union-attr]
+        for region in self._region_functions(site):
+            for call_node in m.findall(region, m.Call(func=m.Attribute(attr=m.Name("step")))):
+                receiver = call_node.func.value  # type: ignore[attr-defined]
+                if id(call_node) not in statement_calls and any(
+                        c.same_expr(self.a.module, receiver, o) for o in site.optimizers):
+                    raise Abort(call_node, "an optimizer step is not a statement of its own line, so it "
+                                           "cannot be routed through the scaler")
         if not found:
             elsewhere = [s for s in m.findall(self.a.module, m.Call(func=m.Attribute(attr=m.Name("step"))))
                          if any(c.same_expr(self.a.module, s.func.value, o) for o in site.optimizers)]
