@@ -12,7 +12,6 @@ import json
 import math
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 

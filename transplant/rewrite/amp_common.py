@@ -1,9 +1,10 @@
 """Shared machinery of the mixed-precision passes (apex → native torch, AMP insertion).
 
-The structural passes first *plan* (walk the original tree, decide every edit, or decide to do nothing and
-say why) and then *apply* the plan in one :class:`StatementEditor` traversal. Planning against the
-original tree keeps line numbers honest and makes "all or nothing per file" easy: a pass that finds a
-shape it cannot rewrite safely returns before touching anything.
+The structural passes first *plan* on the original tree (decide every edit, or decide to do nothing and
+say why), collecting the edits in a :class:`StatementEditor` and the report rows in :class:`Findings`;
+only a complete plan is handed to the engine (``StatementEditor.commit`` schedules the edits on the
+file's context, which applies them with every other rule's edits). Planning first makes "all or nothing
+per file" easy: a pass that finds a shape it cannot rewrite safely records rows and no edit.
 
 Nothing here imports torch: these modules belong to the offline rewriter.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import inspect
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import libcst as cst
 import libcst.matchers as m
@@ -345,10 +346,6 @@ class Analysis:
         while not isinstance(current, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             current = self.parents[current]
         return current
-
-    def suite_of(self, stmt: cst.BaseStatement) -> Optional[Suite]:
-        parent = self.parents.get(stmt)
-        return parent if isinstance(parent, (cst.IndentedBlock, cst.Module)) else None
 
     def scope_of(self, node: cst.CSTNode) -> Union[cst.FunctionDef, cst.Module]:
         """The innermost function containing ``node`` (lambdas and classes are looked through), else the module."""

@@ -192,7 +192,7 @@ class _InsertPlanner:
                 raise Skip(step, "optimizer.step(closure) cannot go through GradScaler.step")
         regions = []
         for stmt in scope.backwards:
-            region = forward_region(self.a, self._block_statement(stmt))
+            region = forward_region(self.a, stmt)
             if region is None:
                 if stmt is scope.backwards[0]:
                     raise Skip(stmt, "the forward pass is not in the same block before loss.backward()")
@@ -238,9 +238,6 @@ class _InsertPlanner:
                     self.ids.rewrite, step, Operation.INSERT, "loss scale updated after the optimizer step(s)",
                     "safe", after=self.a.module.code_for_node(update).strip()))
         self._plan_clipping(scope, scaler, editor)
-
-    def _block_statement(self, stmt: cst.BaseStatement) -> cst.BaseStatement:
-        return stmt
 
     def _plan_clipping(self, scope: _Scope, scaler: cst.BaseExpression, editor: c.StatementEditor) -> None:
         for call_node in m.findall(scope.owner, m.Call(func=m.OneOf(m.Attribute(), m.Name()))):
