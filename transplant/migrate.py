@@ -26,7 +26,7 @@ import shutil
 import signal
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,15 +292,35 @@ def _prepare_out_dirs(out: Path, dirs: list[str], out_existed: bool) -> None:
 
 
 _worker_ruleset: Any = None
+_worker_project_modules: frozenset[str] = frozenset()
 
 
-def _init_worker(ruleset: Any) -> None:
-    global _worker_ruleset
+def _init_worker(ruleset: Any, project_modules: frozenset[str]) -> None:
     # Ctrl-C goes to the whole process group; the parent handles it and shuts the pool down. A forked
     # worker must also drop the parent's SIGTERM handler (the CLI's), which is meant for the parent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _worker_ruleset = ruleset
+    _init_state(ruleset, project_modules)
+
+
+def _init_state(ruleset: Any, project_modules: frozenset[str]) -> None:
+    global _worker_ruleset, _worker_project_modules
+    _worker_ruleset, _worker_project_modules = ruleset, project_modules
+
+
+def project_modules(python_paths: Iterable[str]) -> frozenset[str]:
+    """Names the project's own code may import top-level: every module stem and package folder.
+
+    Scripts are often run from their own folder, so a module at any depth can be imported by its
+    bare name; the rewriter must not mistake the project's ``ops_cuda.py`` for a compiled extension.
+    """
+    names: set[str] = set()
+    for rel in python_paths:
+        parts = rel.split("/")
+        names.update(parts[:-1])
+        names.add(parts[-1][: -len(".py")] if parts[-1].endswith(".py") else parts[-1])
+    names.discard("__init__")
+    return frozenset(names)
 
 
 def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
@@ -314,7 +334,7 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
     except OSError as exc:
         return FileResult(path=rel, status=Status.FAILED, reason=f"cannot read: {exc.strerror}"), False
     try:
-        result = rewrite_source(source, rel, _worker_ruleset)
+        result = rewrite_source(source, rel, _worker_ruleset, project_modules=_worker_project_modules)
     except Exception as exc:  # an engine bug must not lose the rest of the run
         log.debug("rewriter crashed on %s", rel, exc_info=True)
         result = FileResult(path=rel, status=Status.FAILED,
@@ -331,26 +351,25 @@ class _Rewrites:
     into an error (BrokenProcessPool) instead of a hang.
     """
 
-    def __init__(self, tasks: list[tuple[str, str]], ruleset: Any, jobs: int) -> None:
-        self._tasks, self._ruleset, self._jobs = tasks, ruleset, jobs
+    def __init__(self, tasks: list[tuple[str, str]], ruleset: Any, project_modules: frozenset[str],
+                 jobs: int) -> None:
+        self._tasks, self._state, self._jobs = tasks, (ruleset, project_modules), jobs
         self._executor: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Iterator[tuple[FileResult, bool]]:
-        global _worker_ruleset
         if self._jobs <= 1 or len(self._tasks) <= 1:
-            _worker_ruleset = self._ruleset
+            _init_state(*self._state)
             return map(_rewrite_task, self._tasks)
         workers = min(self._jobs, len(self._tasks))
         # The rule set travels to each worker once (inherited on fork, pickled otherwise): validating
         # the JSON again in every worker would cost more than small projects take to migrate.
         self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
-                                             initializer=_init_worker, initargs=(self._ruleset,))
+                                             initializer=_init_worker, initargs=self._state)
         chunk = max(1, min(8, len(self._tasks) // (workers * 8)))
         return self._executor.map(_rewrite_task, self._tasks, chunksize=chunk)
 
     def __exit__(self, *exc: object) -> None:
-        global _worker_ruleset
-        _worker_ruleset = None
+        _init_state(None, frozenset())
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -414,7 +433,8 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     results_by_rel: dict[str, FileResult] = dict(skipped)
     candidates: list[str] = []
 
-    with _Rewrites(python, ruleset, options.jobs) as rewrites:
+    own_modules = project_modules(item.rel for item in entries if item.kind == "file" and item.rel.endswith(".py"))
+    with _Rewrites(python, ruleset, own_modules, options.jobs) as rewrites:
         # Non-Python files are copied while the workers parse (the pool has its tasks already).
         for item in others:
             native_ops.extend(_copy_other(item, src_root, out if write else None))

@@ -213,3 +213,17 @@ def test_rule_options_accepted(invoke, project: Path, tmp_path: Path, flag: str)
     result = invoke("-i", project, "-o", tmp_path / "out", flag)
     assert result.exit_code == 0, result.output
     assert "torch.npu.set_device(0)" in (tmp_path / "out" / "train.py").read_text()
+
+
+def test_project_modules_are_not_compiled_extensions(invoke, tmp_path: Path) -> None:
+    """`import fused_cuda` is reported as a compiled CUDA extension unless the project defines it."""
+    src = write_tree(tmp_path / "src", {
+        "train.py": b"import torch\nimport ops_cuda\nimport fused_adam_cuda\n",
+        "lib/ops_cuda.py": b"def op(x):\n    return x\n",
+    })
+    out = tmp_path / "out"
+    assert invoke("-i", src, "-o", out).exit_code == 0
+    report = json.loads((out / "transplant_report.json").read_text())
+    ops = {row["OP"] for row in report["unsupported"]}
+    assert "fused_adam_cuda" in ops
+    assert "ops_cuda" not in ops
