@@ -162,7 +162,8 @@ def main() -> int:
         print("\nper file, in process (best of %d; CPU seconds in brackets)" % args.repeat)
         print(f"  bare libcst parse+print, parsed files : {rate(n_parsed, bare_wall)}  [{bare_cpu:.2f} s]")
         print(f"  transplant rewrite,      parsed files : {rate(n_parsed, tp_wall)}  [{tp_cpu:.2f} s]")
-        print(f"    ratio transplant / bare             : {bare_wall / tp_wall:10.2f}   (target >= 0.50)")
+        print(f"    ratio transplant / bare             : {bare_wall / tp_wall:10.2f} wall, "
+              f"{bare_cpu / tp_cpu:.2f} CPU   (target >= 0.50)")
         print(f"  transplant, prefiltered files         : {rate(n_skipped, pf_wall)}  [{pf_cpu:.2f} s]")
         print(f"  bare libcst parse+print, all files    : {rate(n_all, bare_all_wall)}")
 
