@@ -183,7 +183,8 @@ class LiteralSlots:
         for arg in node.args:
             if arg.keyword is not None:
                 kw = arg.keyword.value
-                if dev is not None and kw in dev.keywords and not self._excluded(qual):
+                if dev is not None and (kw in dev.keywords or kw in dev.callable_keywords.get(qual or "", ())) \
+                        and not self._excluded(qual):
                     self.facts.device_names.update(_names_of(arg.value))
                 elif be is not None and kw in be.keywords:
                     self.facts.backend_names.update(_names_of(arg.value))
@@ -286,7 +287,8 @@ class LiteralSlots:
                 if dest is not None:
                     names = (dest,)
                 else:
-                    decided = kw in dev.keywords and not self._excluded(qual)
+                    decided = (kw in dev.keywords or kw in dev.callable_keywords.get(qual or "", ())) \
+                        and not self._excluded(qual)
             else:
                 idx = _positional_index(call, arg)
                 func_attr = call.func.attr.value if isinstance(call.func, cst.Attribute) else None
@@ -419,7 +421,10 @@ class LiteralSlots:
                 pass
             elif isinstance(p, cst.DictElement):
                 if p.value is child and isinstance(p.key, cst.SimpleString):
-                    return "name", (p.key.raw_value,), fmt
+                    key = p.key.raw_value
+                    # {"cuda:1": "cuda:0"} (a map_location remap) is transparent; {"device": "cuda"} names it
+                    if self.device is None or not self.device_exact.match(key):
+                        return "name", (key,), fmt
             elif isinstance(p, cst.Arg):
                 if i >= 1 and isinstance(stack[i - 1], cst.Call):
                     return "arg", (p, stack[i - 1]), fmt

@@ -67,6 +67,7 @@ class DeviceRule(Rule):
     keywords: frozenset[str] = frozenset()
     positional: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     methods: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    callable_keywords: Mapping[str, frozenset[str]] = field(default_factory=dict)
     exclude_callables: tuple[str, ...] = ()
     variable_pattern: str = r"^(device|dev|devices|device_type|device_name|map_location|loc|target_device)$"
 
@@ -167,6 +168,7 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
         extra = {"variable_pattern": raw["variable_pattern"]} if "variable_pattern" in raw else {}
         return DeviceRule(**common, from_type=raw["from"], to_type=raw["to"], keywords=frozenset(raw["keywords"]),
                           positional=_slots(raw.get("positional")), methods=_slots(raw.get("methods")),
+                          callable_keywords={k: frozenset(v) for k, v in raw.get("callable_keywords", {}).items()},
                           exclude_callables=tuple(raw.get("exclude_callables", ())), **extra)
     if kind == "backend":
         extra = {"variable_pattern": raw["variable_pattern"]} if "variable_pattern" in raw else {}
