@@ -45,21 +45,7 @@ def _not_emulated(name: str):
     return op
 
 
-class _ContribModule:
-    """``torch_npu.contrib``: only a placeholder under the emulator."""
-
-    @property
-    def transfer_to_npu(self):
-        raise NotImplementedError(
-            "torch_npu.contrib.transfer_to_npu is not available on the emulated NPU; use "
-            "`import transplant.auto` for the same automatic CUDA-to-NPU redirection."
-        )
-
-    def __getattr__(self, name: str):
-        raise NotImplementedError(f"torch_npu.contrib.{name} is not emulated by transplant.")
-
-
-contrib = _ContribModule()
+from torch_npu import contrib  # noqa: E402  (placeholder package)
 
 
 def __getattr__(name: str):
