@@ -437,6 +437,12 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     with _Rewrites(python, ruleset, own_modules, options.jobs) as rewrites:
         # Non-Python files are copied while the workers parse (the pool has its tasks already).
         for item in others:
+            unreadable = _unreadable(src_root / item.rel) if item.kind == "file" else None
+            if unreadable:
+                log.warning("%s: %s; not copied", item.rel, unreadable)
+                skipped[item.rel] = results_by_rel[item.rel] = FileResult(
+                    path=item.rel, status=Status.SKIPPED, reason=f"{unreadable}; not copied")
+                continue
             native_ops.extend(_copy_other(item, src_root, out if write else None))
             if item.rel not in skipped:
                 tally.copied += 1
@@ -448,6 +454,8 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
                 if result.status is Status.CHANGED and result.new_source is not None:
                     _atomic_write(out / result.path, result.new_source, mode=mode)
                     result.new_source = None  # written; do not hold every file in memory
+                elif result.reason.startswith("cannot read"):
+                    pass  # reported as failed; there is nothing to copy
                 else:
                     _atomic_write(out / result.path, copy_from=source_path, mode=mode)
             if is_candidate:
@@ -498,6 +506,15 @@ def _copy_other(item: _Entry, src_root: Path, out: Path | None) -> list[NativeOp
     if out is not None:
         _atomic_write(out / item.rel, copy_from=source, mode=source.stat().st_mode)
     return ops
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read (permissions, vanished), or None."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
 
 
 def _copy_dir_modes(src_root: Path, out: Path, dirs: list[str]) -> None:
