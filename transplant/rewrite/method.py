@@ -1,8 +1,9 @@
 """Rule kind ``method``: attribute renames on any receiver (``x.cuda(...)`` -> ``x.npu(...)``, ``x.is_cuda`` -> ``x.is_npu``).
 
 The receiver is not type-checked (a static tool cannot know it is a tensor), with two guards: a receiver
-that is an imported module (``torch.cuda`` is a module, not a call of ``.cuda``) is left alone, and
-``is_cuda`` is left alone in a file that defines its own ``is_cuda`` attribute, method or parameter.
+that is a CUDA library module (``numba.cuda``, ``cupy.cuda``) is left alone (those are reported by the
+unsupported rules), and ``is_cuda`` is left alone in a file that defines its own ``is_cuda`` attribute,
+method or parameter.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import libcst as cst
 
 from transplant.rewrite.context import FileContext
 from transplant.rules import MethodRule
+
+
+_MODULES_WITH_CUDA = frozenset({"numba", "cupy", "pycuda", "jax", "tensorflow", "cuda"})
 
 
 class MethodRenames:
@@ -38,8 +42,9 @@ class MethodRenames:
         if isinstance(parent, cst.AssignTarget) or (isinstance(parent, (cst.AnnAssign, cst.AugAssign)) and parent.target is node):
             self.user_defined.add(attr)
             return
-        if self.ctx.imports.qualify(node.value) is not None and isinstance(node.value, (cst.Name, cst.Attribute)):
-            # `torch.cuda`, `tc.cuda`: an attribute of an imported module is a module/function, not a method
+        receiver = self.ctx.imports.qualify(node.value) if isinstance(node.value, (cst.Name, cst.Attribute)) else None
+        if receiver is not None and receiver.split(".", 1)[0] in _MODULES_WITH_CUDA:
+            # `numba.cuda`, `cupy.cuda`: a submodule of a CUDA library, not a tensor method
             return
         is_call = isinstance(parent, cst.Call) and parent.func is node
         if is_call and attr in self.calls:
