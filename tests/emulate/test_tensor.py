@@ -110,6 +110,26 @@ def test_param_data_assignment(npu) -> None:
     assert torch.equal(p.data.cpu(), torch.zeros(5))
 
 
+def test_cpu_tensor_data_can_be_moved_to_npu_in_place(npu) -> None:
+    # `param.data = param.data.npu()` is legal on real devices; the object becomes an npu tensor
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for param in model.parameters():
+        param.data = param.data.to("npu")
+    assert all(p.device.type == "npu" and isinstance(p, nn.Parameter) for p in model.parameters())
+    model(torch.ones(1, 2, device="npu")).sum().backward()
+    before = model.bias.detach().cpu().clone()
+    opt.step()
+    assert torch.equal(model.bias.detach().cpu(), before - 0.1)
+    kept = torch.arange(3.0).npu()
+    plain = torch.ones(2)
+    plain.data = kept
+    plain.add_(1)
+    assert plain.tolist() == [1.0, 2.0, 3.0] and kept.tolist() == [1.0, 2.0, 3.0]  # same storage
+    with pytest.raises(RuntimeError, match="incompatible tensor type"):
+        plain.data = torch.ones(2)
+
+
 @pytest.mark.parametrize(
     "op, shape",
     [

@@ -193,16 +193,10 @@ class NpuTensor(torch.Tensor):
 
     @data.setter
     def data(self, value: torch.Tensor) -> None:
-        if not isinstance(value, NpuTensor):
-            raise RuntimeError(
-                "data set to a tensor that requires gradients must be a leaf"
-                if value.requires_grad
-                else f"Attempted to call `variable.set_data(tensor)`, but `variable` and `tensor` have "
-                f"incompatible tensor type (npu vs {value.device.type})."
-            )
-        _Tensor.data.__set__(self, value)
-        self._elem = value._elem
-        self._npu_index = value._npu_index
+        _set_data(self, value)
+        if isinstance(value, NpuTensor):
+            self._elem = value._elem
+            self._npu_index = value._npu_index
 
 
 def wrap(cpu: torch.Tensor, index: int) -> NpuTensor:
@@ -240,16 +234,9 @@ def _mismatch(func: Any, index: int, other: torch.Tensor) -> RuntimeError:
     return device_mismatch_error(str(_state.devices[index]), str(other.device), func)
 
 
-_SHALLOW_COPY_CHECK = torch.ops.aten._has_compatible_shallow_copy_type.default
-
-
 def _dispatch(func, args, kwargs):
     info = _OP_INFO.get(func)
     if info is None:
-        if func is _SHALLOW_COPY_CHECK:
-            # `param.data = npu_tensor` cannot turn a CPU Parameter object into an NpuTensor, so
-            # Module._apply must build new Parameters instead of swapping data in place.
-            return isinstance(args[0], NpuTensor) == isinstance(args[1], NpuTensor)
         info = _op_info(func)
     index = -1
     foreign = None
@@ -405,3 +392,36 @@ def resync(t: NpuTensor) -> None:
     storage = torch._C._construct_storage_from_data_pointer(0, t.device, nbytes)
     with torch._C._DisableTorchDispatch():
         _set_storage.redispatch(_CPU_KEYSET, t, storage, e.storage_offset(), e.size(), e.stride())
+
+
+_base_data = torch._C.TensorBase.data
+
+
+def _get_data(self: torch.Tensor) -> torch.Tensor:
+    return _base_data.__get__(self)
+
+
+def _set_data(self: torch.Tensor, value: torch.Tensor) -> None:
+    if isinstance(value, NpuTensor) and not isinstance(self, NpuTensor):
+        # `cpu_param.data = t.npu()` (legal on real devices) must turn the Python object itself into
+        # an npu tensor: swap it with a fresh npu alias of `value` (C++ set_data refuses the change
+        # of backend, and `value` itself must stay what the caller holds).
+        alias = NpuTensor(value._elem, value._npu_index, requires_grad=self.requires_grad)
+        if isinstance(self, torch.nn.Parameter):
+            alias._is_param = True
+        for key, item in self.__dict__.items():
+            alias.__dict__.setdefault(key, item)
+        torch.utils.swap_tensors(self, alias)
+        return
+    if isinstance(self, NpuTensor) and not isinstance(value, NpuTensor):
+        raise RuntimeError(
+            "Attempted to call `variable.set_data(tensor)`, but `variable` and `tensor` have incompatible "
+            f"tensor type (npu vs {value.device.type}); the emulated NPU cannot move a tensor object "
+            "back to the CPU in place: use `.cpu()` and rebind the name instead."
+        )
+    _base_data.__set__(self, value)
+
+
+def install_data_property() -> None:
+    """Let ``tensor.data = npu_tensor`` work on CPU tensor objects (once per process)."""
+    torch.Tensor.data = property(_get_data, _set_data, doc=_base_data.__doc__)  # type: ignore[assignment]
