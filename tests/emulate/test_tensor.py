@@ -236,3 +236,10 @@ def test_misc_ops_run(npu) -> None:
         p.grad = torch.ones_like(p)
     norm = nn.utils.clip_grad_norm_(grads, 1.0, foreach=True)
     assert norm.device.type == "npu" and abs(norm.item() - 6**0.5) < 1e-6
+
+
+def test_direct_npu_storage_allocation_is_refused_not_a_crash(npu) -> None:
+    with pytest.raises(RuntimeError, match="Creating a storage directly on the emulated npu device is not supported"):
+        torch.UntypedStorage(8, device="npu")
+    assert torch.UntypedStorage(4).device.type == "cpu"
+    assert torch.ones(2).npu().untyped_storage().device.type == "cpu"  # documented limitation

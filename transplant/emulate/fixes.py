@@ -1,4 +1,4 @@
-"""Process-level fixes that keep emulated runs from aborting at interpreter exit.
+"""Process-level fixes: no abort at interpreter exit, no crash on direct npu storage allocation.
 
 Every backward stashes a ``contextvars.Context`` in C++ thread-local storage so torch.compile
 config reaches the autograd device threads. The npu worker thread drops its copy lazily; when
@@ -46,4 +46,31 @@ def install() -> None:
         return
     torch._C._stash_obj_in_tls = _stash_obj_in_tls
     atexit.register(drain)
+    block_npu_storage_allocation()
     _installed = True
+
+
+def _is_npu(device: object) -> bool:
+    if device is None:
+        return False
+    try:
+        return torch.device(device).type == _state.DEVICE_TYPE
+    except (RuntimeError, TypeError):
+        return False
+
+
+def block_npu_storage_allocation() -> None:
+    """Refuse ``torch.UntypedStorage(n, device='npu')``: there is no npu allocator and it segfaults."""
+    original = torch.UntypedStorage.__new__
+
+    def __new__(cls, *args, device=None, **kwargs):  # noqa: N807 - replaces a dunder
+        if _is_npu(device):
+            raise RuntimeError(
+                "Creating a storage directly on the emulated npu device is not supported (the emulator "
+                "has no npu allocator); create a tensor with device='npu' instead."
+            )
+        if device is None:
+            return original(cls, *args, **kwargs)
+        return original(cls, *args, device=device, **kwargs)
+
+    torch.UntypedStorage.__new__ = __new__  # type: ignore[method-assign]
