@@ -285,6 +285,11 @@ def _prepare_out_dirs(out: Path, dirs: list[str], out_existed: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for rel in dirs:
         (out / rel).mkdir(exist_ok=True)
+    if out_existed:  # temporaries of a run that was killed outright (SIGKILL) into this OUT
+        for folder in [out, *(out / rel for rel in dirs)]:
+            for leftover in folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+                if leftover.is_file() or leftover.is_symlink():
+                    leftover.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -107,3 +107,18 @@ def test_killed_run_leaves_whole_files(tmp_path: Path, sig: signal.Signals) -> N
     assert temporaries(out) == []
     assert_whole(src, out)
     assert len([p for p in out.rglob("*") if p.is_file()]) < len(files)  # it really was cut short
+
+
+def test_force_run_removes_leftovers_of_a_killed_run(invoke, tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", {"pkg/a.py": UTILS_PY})
+    out = write_tree(tmp_path / "out", {"pkg/.transplant-abc123.tmp": b"half a fi",
+                                        ".transplant-x.tmp": b"", "pkg/user.tmp": b"not ours"})
+    assert invoke("-i", src, "-o", out, "--force").exit_code == 0
+    assert temporaries(out) == [out / "pkg" / "user.tmp"]
+
+
+def test_leftovers_in_src_are_not_copied(invoke, tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", {"a.py": UTILS_PY, ".transplant-zz.tmp": b"junk"})
+    out = tmp_path / "out"
+    assert invoke("-i", src, "-o", out).exit_code == 0
+    assert temporaries(out) == []
