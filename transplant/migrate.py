@@ -416,12 +416,12 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
         if item.rel in RESERVED_NAMES and single is None:
             reason = "at the root of SRC; replaced by this run's own report/launcher"
             skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED, reason=reason)
+        elif item.skip_reason:
+            skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED, reason=item.skip_reason)
         elif pattern is not None:
             skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED,
                                            reason=f"excluded by --exclude {pattern}")
             others.append(item)  # copied unchanged
-        elif item.skip_reason:
-            skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED, reason=item.skip_reason)
         elif item.kind == "file" and item.rel.endswith(".py"):
             python.append((str(src_root / item.rel), item.rel))
         else:
@@ -476,7 +476,8 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
             tally.unchanged += 1
         elif result.status is Status.FAILED:
             tally.failed += 1
-            log.warning("%s: not migrated, copied unchanged: %s", result.path, result.reason)
+            copied = "not copied" if result.reason.startswith("cannot read") else "copied unchanged"
+            log.warning("%s: not migrated, %s: %s", result.path, copied, result.reason)
         else:
             tally.skipped += 1
         tally.changes += len(result.changes)

@@ -227,3 +227,13 @@ def test_project_modules_are_not_compiled_extensions(invoke, tmp_path: Path) -> 
     ops = {row["OP"] for row in report["unsupported"]}
     assert "fused_adam_cuda" in ops
     assert "ops_cuda" not in ops
+
+
+def test_excluded_symlinks(invoke, project: Path, tmp_path: Path) -> None:
+    (project / "alias.py").symlink_to("train.py")
+    (project / "abs.py").symlink_to(project / "train.py")
+    out = tmp_path / "out"
+    result = invoke("-i", project, "-o", out, "--exclude", "alias.py", "--exclude", "abs.py")
+    assert result.exit_code == 0, result.output
+    assert os.readlink(out / "alias.py") == "train.py"  # excluded: reproduced as it is
+    assert not (out / "abs.py").is_symlink()
