@@ -68,8 +68,9 @@ class _Plan:
         return not (self.to_add or self.renames or self.drops or self.normalise_from is not None)
 
 
-def apply_rule(rule: ArgumentsRule, args: Sequence[cst.Arg]) -> list[cst.Arg]:
-    """The argument list after ``rule``."""
+def apply_rule(rule: ArgumentsRule, args: Sequence[cst.Arg],
+               before_args: cst.BaseParenthesizableWhitespace = cst.SimpleWhitespace("")) -> list[cst.Arg]:
+    """The argument list after ``rule`` (``before_args``: the call's whitespace before its first argument)."""
     plan = _Plan(rule, args)
     out = list(args)
     if plan.normalise_from is not None:
@@ -92,9 +93,20 @@ def apply_rule(rule: ArgumentsRule, args: Sequence[cst.Arg]) -> list[cst.Arg]:
         if rule.add_positional and not has_positional:
             result = [cst.Arg(value=v) for v in new] + result
         else:
-            if result and result[-1].comma is not cst.MaybeSentinel.DEFAULT and result[-1].comma.whitespace_after.value == "":  # type: ignore[union-attr]
-                result[-1] = result[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-            result += [_keyword_arg(n, v) for n, v in zip(plan.to_add, new)]
+            added = [_keyword_arg(n, v) for n, v in zip(plan.to_add, new)]
+            last = result[-1].comma if result else cst.MaybeSentinel.DEFAULT
+            if isinstance(last, cst.Comma) and isinstance(last.whitespace_after, cst.ParenthesizedWhitespace):
+                # one argument per line with a trailing comma: the new ones follow the same layout
+                indent = result[-2].comma.whitespace_after if len(result) >= 2 and isinstance(result[-2].comma, cst.Comma) \
+                    else before_args
+                line_comma = cst.Comma(whitespace_after=indent)
+                result[-1] = result[-1].with_changes(comma=line_comma)
+                added = [a.with_changes(comma=line_comma) for a in added[:-1]] + [added[-1].with_changes(comma=last)]
+            elif isinstance(last, cst.Comma) and isinstance(last.whitespace_after, cst.SimpleWhitespace) \
+                    and last.whitespace_after.value == "":
+                # `f(a,)` + b -> `f(a, b)`, not `f(a,b)`
+                result[-1] = result[-1].with_changes(comma=last.with_changes(whitespace_after=cst.SimpleWhitespace(" ")))
+            result += added
     return result
 
 
@@ -126,9 +138,11 @@ class ArgumentRules:
                     f"*args/**kwargs; add it by hand if it is missing. {rule.tip}".strip())
             if plan.empty():
                 continue
-            self.ctx.replace(node, lambda u, _r=rule: u.with_changes(args=apply_rule(_r, u.args)), ancestors=stack)  # type: ignore[attr-defined]
+            self.ctx.replace(node, lambda u, _r=rule: u.with_changes(  # type: ignore[attr-defined]
+                args=apply_rule(_r, u.args, u.whitespace_before_args)), ancestors=stack)  # type: ignore[attr-defined]
             before = self.ctx.code(node)
-            after = self.ctx.module.code_for_node(node.with_changes(args=apply_rule(rule, node.args)))
+            after = self.ctx.module.code_for_node(node.with_changes(
+                args=apply_rule(rule, node.args, node.whitespace_before_args)))
             self.ctx.record_change(node, rule, rule.message, before=_short(before), after=_short(after))
 
     def decorator(self, node: cst.Decorator, stack: Sequence[cst.CSTNode]) -> None:

@@ -67,5 +67,7 @@ class MethodRenames:
             self.ctx.replace(node, lambda u, _n=new: u.with_changes(attr=u.attr.with_changes(value=_n)),  # type: ignore[attr-defined]
                              ancestors=ancestors)
             before = self.ctx.code(node)
-            after = before[: len(before) - len(attr)] + new if before.endswith(attr) else new
+            after = before[: len(before) - len(attr)] + new if before.endswith(attr) else "." + new
+            if len(before) > 80:  # a long receiver expression: the row shows its tail
+                before, after = "..." + before[-60:], "..." + after[-60:]
             self.ctx.record_change(node, rule, message, before=before, after=after)
