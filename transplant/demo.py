@@ -1,0 +1,170 @@
+"""``make demo`` (``python -m transplant.demo``): migrate a CUDA trainer and train it on the emulated NPU.
+
+The demo uses the ALBERT-style fine-tuning script in ``fixtures/albert/original`` (a CUDA repository
+in miniature: apex amp, DataParallel, nccl, ``torch.cuda`` calls). It
+
+1. writes a tiny SST-2 style data set and a tiny "pretrained" ALBERT into the work folder,
+2. migrates the repository with ``transplant -i ... -o ...``,
+3. trains the migrated script for 20 steps on the emulated Ascend NPU (``transplant run``),
+4. prints the loss curve and a summary of the migration reports.
+
+Everything goes into ``--workdir`` (default ``./demo-out``), which is recreated on every run.
+The demo needs a source checkout (the fixtures are not part of the installed package) and the
+``emulate`` extra (torch 2.13), as installed by ``make setup``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+_REPO = Path(__file__).resolve().parent.parent
+_ORIGINAL = _REPO / "fixtures" / "albert" / "original"
+_MARKER = ".transplant-demo"
+STEPS = 20
+
+
+def _run(command: Sequence[str], *, cwd: Path, env: Optional[dict] = None, show: bool = True) -> str:
+    """Run a step of the demo; on failure print its output and stop."""
+    if show:
+        print("$ " + " ".join(_shorten(part) for part in command), flush=True)
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    done = subprocess.run(list(command), cwd=str(cwd), env=full_env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-8000:])
+        raise SystemExit(f"demo: step failed with exit code {done.returncode}: {' '.join(command)}")
+    return done.stdout
+
+
+def _shorten(part: str) -> str:
+    """Paths relative to the current folder, so the printed commands read like a tutorial."""
+    try:
+        return os.path.relpath(part) if os.path.isabs(part) else part
+    except ValueError:
+        return part
+
+
+def _prepare_workdir(workdir: Path) -> None:
+    if workdir.exists():
+        if any(workdir.iterdir()) and not (workdir / _MARKER).exists():
+            raise SystemExit(f"demo: {workdir} exists and was not made by the demo; choose another --workdir")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / _MARKER).write_text("made by python -m transplant.demo; deleted on the next run\n")
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _print_loss_curve(records: list[dict]) -> None:
+    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    if not losses:
+        print("  (no loss was logged)")
+        return
+    high = max(loss for _, loss in losses)
+    low = min(loss for _, loss in losses)
+    span = (high - low) or 1.0
+    devices = sorted({r["device"] for r in records if "device" in r})
+    print(f"Loss curve ({len(losses)} steps on {', '.join(devices)}):")
+    for step, loss in losses:
+        bar = "#" * (1 + int(40 * (loss - low) / span))
+        print(f"  step {step:3d}  loss {loss:.4f}  {bar}")
+    first = sum(loss for _, loss in losses[:5]) / min(5, len(losses))
+    last = sum(loss for _, loss in losses[-5:]) / min(5, len(losses))
+    print(f"  mean of the first 5 steps {first:.4f} -> last 5 steps {last:.4f}")
+
+
+def _print_reports(out: Path, top: int) -> None:
+    changes = _read_rows(out / "change_list.csv")
+    unsupported = _read_rows(out / "unsupported_api.csv")
+    native_ops = _read_rows(out / "cuda_op_list.csv")
+    print("Migration reports:")
+    print(f"  change_list.csv      {len(changes):3d} row(s)")
+    print(f"  unsupported_api.csv  {len(unsupported):3d} row(s)")
+    print(f"  cuda_op_list.csv     {len(native_ops):3d} row(s)")
+    if changes:
+        print(f"Top {min(top, len(changes))} changes:")
+        for row in changes[:top]:
+            where = f"{row['File']}:{row['Start Line']}"
+            print(f"  {where:24s} {row['Operation Type']:7s} {row.get('Rule', ''):6s} {row['Message'][:90]}")
+    if unsupported:
+        print(f"Top {min(top, len(unsupported))} unsupported uses (left as they are, with a tip):")
+        for row in unsupported[:top]:
+            where = f"{row['File']}:{row['Start Line']}"
+            print(f"  {where:24s} {row.get('Rule', ''):6s} {row['OP']}: {row['Tips'][:80]}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the demo; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m transplant.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("demo-out"),
+                        help="folder for the data, the migrated code and the run (recreated)")
+    parser.add_argument("--steps", type=int, default=STEPS, help="training steps on the emulated NPU")
+    parser.add_argument("--top", type=int, default=8, help="report rows to show per report")
+    args = parser.parse_args(argv)
+
+    if not _ORIGINAL.is_dir():
+        raise SystemExit(f"demo: {_ORIGINAL} not found: the demo runs from a source checkout of transplant")
+    workdir = args.workdir.resolve()
+    _prepare_workdir(workdir)
+    python = sys.executable
+    fake = workdir / "fake"
+    migrated = workdir / "albert_npu"
+    loss_log = workdir / "loss.jsonl"
+
+    print("== 1. A tiny SST-2 data set and a tiny randomly initialised ALBERT")
+    _run([python, "prepare_fake_data.py", "--output_dir", str(fake)], cwd=_ORIGINAL)
+
+    print("\n== 2. Migrate the CUDA trainer to Ascend NPU")
+    _run([python, "-m", "transplant", "-i", str(_ORIGINAL), "-o", str(migrated), "--quiet"], cwd=Path.cwd())
+    print(f"   migrated code and reports in {_shorten(str(migrated))}")
+
+    print(f"\n== 3. Train the migrated trainer for {args.steps} steps on the emulated NPU")
+    # One emulated device: with more, the script's own `n_gpu > 1` branch would wrap the model in
+    # DataParallel, which Ascend does not support (see unsupported_api.csv).
+    model_dir = fake / "prev_trained_model" / "albert_tiny"
+    env = {"TRANSPLANT_NPU_COUNT": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    _run([
+        python, "-m", "transplant", "run", "run_classifier.py",
+        "--model_type", "albert",
+        "--model_name_or_path", str(model_dir),
+        "--vocab_file", str(model_dir / "vocab.txt"),
+        "--task_name", "sst-2",
+        "--do_train", "--do_eval", "--do_lower_case",
+        "--data_dir", str(fake / "dataset" / "sst-2"),
+        "--max_seq_length", "32",
+        "--per_gpu_train_batch_size", "8",
+        "--learning_rate", "2e-2",
+        "--max_steps", str(args.steps),
+        "--logging_steps", "0",
+        "--save_steps", "0",
+        "--output_dir", str(workdir / "run") + "/",
+        "--overwrite_output_dir",
+        "--loss_log", str(loss_log),
+    ], cwd=migrated, env=env)
+
+    print()
+    records = [json.loads(line) for line in loss_log.read_text().splitlines() if line.strip()]
+    _print_loss_curve(records)
+    eval_file = workdir / "run" / "albert" / "eval_results.txt"
+    if eval_file.exists():
+        print("Evaluation on the dev set: " + ", ".join(eval_file.read_text().split("\n")).strip(", "))
+    print()
+    _print_reports(migrated, args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
