@@ -236,6 +236,13 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
         where = f" ({exc.filename})" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}", EXIT_CHECK_FAILED)
 
+    if check and not quiet:
+        for result in migration.results:
+            if result.status is Status.CHANGED:
+                click.echo(f"transplant: would change {result.path} ({len(result.changes)} edit(s))", err=True)
+            if result.unsupported:
+                click.echo(f"transplant: {result.path}: {len(result.unsupported)} unsupported API use(s)",
+                           err=True)
     if not quiet:
         for line in summary_lines(migration):
             click.echo(f"transplant: {line}", err=True)

@@ -44,6 +44,7 @@ def test_check_fails_when_something_would_change(invoke, project: Path, tmp_path
     assert not (tmp_path / "out").exists()
     assert tree_bytes(project) == before
     assert "2 changed" in result.stderr
+    assert "would change models/utils.py" in result.stderr and "would change train.py" in result.stderr
 
 
 def test_check_passes_on_clean_code(invoke, tmp_path: Path) -> None:
@@ -63,6 +64,7 @@ def test_check_fails_on_unsupported_use(invoke, tmp_path: Path) -> None:
     result = invoke("-i", src, "--check")
     assert result.exit_code == 1
     assert "unsupported_api.csv: 0 row(s)" not in result.stderr
+    assert "mon.py: " in result.stderr and "unsupported API use(s)" in result.stderr
 
 
 def test_check_fails_on_unparseable_file(invoke, tmp_path: Path) -> None:
