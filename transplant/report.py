@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from transplant import __version__
 from transplant.results import FileResult, Status
 
 if TYPE_CHECKING:  # report reads migrate's records; it never drives a migration
+    import pandas as pd
+
     from transplant.migrate import Migration
 
 CHANGE_COLUMNS = ["File", "Start Line", "End Line", "Operation Type", "Message",
@@ -63,6 +63,10 @@ def native_op_rows(migration: Migration) -> pd.DataFrame:
 
 
 def _frame(rows: list[list[object]], columns: list[str], integers: list[str]) -> pd.DataFrame:
+    # Imported here: pandas weighs ~50 MiB, and worker processes forked before the reports are
+    # written should not carry it.
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=columns)
     for column in integers:
         frame[column] = frame[column].astype("int64")
