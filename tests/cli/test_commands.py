@@ -105,3 +105,16 @@ def test_run_on_the_emulator(tmp_path: Path) -> None:
                           text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "args ['--x', 'y']" in proc.stdout
+
+
+def test_version(invoke) -> None:
+    from transplant import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+def test_no_arguments_prints_help(invoke) -> None:
+    result = invoke()
+    assert result.exit_code == 2
+    assert result.stdout.startswith("Usage: transplant ")
