@@ -112,3 +112,20 @@ def test_cross_file_flow_facts(ruleset) -> None:
     facts = FlowFacts(device_names={"target"}, backend_names={"backend_choice"})
     result = rewrite_source(source, "cfg.py", ruleset, flow=facts)
     assert result.new_source == b"import torch\nimport torch_npu\ntarget = 'npu'\nbackend_choice = 'hccl'\n"
+
+
+def test_rewriter_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from transplant.rules import load_ruleset\n"
+        "from transplant.rewrite import rewrite_source\n"
+        "r = rewrite_source(b'import torch\\nfrom apex import amp\\nx = torch.zeros(1).cuda()\\n', 'a.py', load_ruleset())\n"
+        "assert r.status.value == 'changed', r\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torch_npu'))\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -81,7 +81,14 @@ class ImportEdits:
         anchor = self._anchor()
         if anchor is None:
             if all(m != "torch" for m, _ in wanted):
-                return  # no torch import: do not add torch_npu (see module docstring)
+                # no usable torch import: do not add torch_npu (see module docstring); if torch is only
+                # imported inside try:, say so — the changed code needs torch_npu imported somewhere
+                if rule is not None and "torch" in {m.split(".", 1)[0] for m in self.ctx.imports.imported_modules}:
+                    self.ctx.record_unsupported(
+                        None, rule, f"import {rule.insert}",
+                        f"this file imports torch only inside try:, so `import {rule.insert}` was not added; import it "
+                        f"where torch is imported (or in the entry script) so the NPU is registered", line=1)
+                return
             self._insert_top(wanted)
             return
         line, path = anchor
