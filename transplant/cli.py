@@ -126,6 +126,7 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 130 interrup
 
 
 @click.group(
+    name="transplant",
     invoke_without_command=True,
     help=_MAIN_HELP,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
