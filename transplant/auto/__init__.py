@@ -25,10 +25,29 @@ def install(config=None) -> bool:
     ``config`` is a :class:`transplant.auto.Config`; by default it is read from the
     ``TRANSPLANT_AUTO_*`` environment variables.
     """
-    from . import _core
-
     FINDER.discard(_install_after_torch_import)
-    return _core.install(config)
+    with _gc_paused():
+        from . import _core
+
+        return _core.install(config)
+
+
+class _gc_paused:
+    """Installing allocates a few thousand small objects; with torch's large heap loaded, the cyclic
+    collections they trigger cost ~10x the install itself, so they wait until it is done."""
+
+    def __enter__(self):
+        import gc
+
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        import gc
+
+        if self._was_enabled:
+            gc.enable()
+        return False
 
 
 def uninstall() -> bool:
@@ -81,10 +100,8 @@ def __getattr__(name: str):
 
 
 def _install_after_torch_import(_module) -> None:
-    from . import _core
-
     try:
-        _core.install()
+        install()
     except ImportError as error:
         # Armed by TRANSPLANT_AUTO=1: `import torch` must keep working, unpatched, with one clear line.
         import logging

@@ -18,10 +18,10 @@ import warnings
 import torch
 
 from . import _record
-from ._devices import CudaLocations, npu_backend, npu_device, npu_device_or_index, npu_string
+from ._devices import CudaLocations, npu_backend, npu_device, npu_device_cached, npu_device_or_index, npu_string
 from ._hooks import FINDER
 from ._policy import CallerPolicy, Config
-from ._record import record
+from ._record import HITS, record
 from ._rules import CudaClassification, load_classification, rule_index
 
 _log = logging.getLogger("transplant.auto")
@@ -177,11 +177,15 @@ def _kw_device(original, api: str, names=("device",)):
             if kwargs:
                 value = kwargs.get(key)
                 if value is not None:
-                    new = npu_device_or_index(value)
+                    new = npu_device_cached(value)
                     if new is not None:
                         kwargs[key] = new
                         if value.__class__ is not int:
-                            record(api, "device", value, new)
+                            hit = HITS.get((api, value, new))
+                            if hit is None:
+                                record(api, "device", value, new)
+                            else:
+                                hit.count += 1
             return original(*args, **kwargs)
 
         return wrapper
@@ -192,7 +196,7 @@ def _kw_device(original, api: str, names=("device",)):
             for key in names:
                 value = kwargs.get(key)
                 if value is not None:
-                    new = npu_device_or_index(value)
+                    new = npu_device_cached(value)
                     if new is not None:
                         kwargs[key] = new
                         if value.__class__ is not int:
@@ -343,29 +347,42 @@ def _patch_factories(p: Patcher) -> None:
         p.wrap(torch, name, lambda f, n=name: _first_arg_device(f, f"torch.{n}"), f"torch.{name}", "device")
 
 
-def _patch_tensor(p: Patcher, policy: CallerPolicy) -> None:
-    Tensor = torch.Tensor
-    original_to = Tensor.to
+def _to_wrapper(original_to, api: str):
+    """``Tensor.to`` / ``Module.to``: the device may come first positionally (str, device, int index)
+    or as ``device=``; dtypes, tensors and everything else pass through untouched."""
+    device_cls = torch.device
 
     def to(self, *args, **kwargs):
         if args:
             value = args[0]
             cls = value.__class__
-            if cls is str or cls is torch.device or cls is int:
-                new = npu_device_or_index(value)
+            if cls is str or cls is device_cls or cls is int:
+                new = npu_device_cached(value)
                 if new is not None:
                     args = (new,) + args[1:]
                     if cls is not int:
-                        record("torch.Tensor.to", "device", value, new)
+                        hit = HITS.get((api, value, new))
+                        if hit is None:
+                            record(api, "device", value, new)
+                        else:
+                            hit.count += 1
         if kwargs:
             value = kwargs.get("device")
             if value is not None:
-                new = npu_device_or_index(value)
+                new = npu_device_cached(value)
                 if new is not None:
                     kwargs["device"] = new
                     if value.__class__ is not int:
-                        record("torch.Tensor.to", "device", value, new)
+                        record(api, "device", value, new)
         return original_to(self, *args, **kwargs)
+
+    return to
+
+
+def _patch_tensor(p: Patcher, policy: CallerPolicy) -> None:
+    Tensor = torch.Tensor
+    original_to = Tensor.to
+    to = _to_wrapper(original_to, "torch.Tensor.to")
 
     functools.update_wrapper(to, original_to)
     p.set(Tensor, "to", to, "torch.Tensor.to", "device (positional or keyword)")
@@ -375,12 +392,18 @@ def _patch_tensor(p: Patcher, policy: CallerPolicy) -> None:
         p.wrap(Tensor, name, lambda f, n=name: _first_arg_device(f, f"torch.Tensor.{n}", index=1, ints=False),
                f"torch.Tensor.{name}", "device")
 
+    cuda_key = ("torch.Tensor.cuda", ".cuda()", ".npu()")
+
     def cuda(self, device=None, non_blocking=False, **kwargs):
         if device is not None:
             new = npu_device(device)
             if new is not None:
                 device = new
-        record("torch.Tensor.cuda", "method", ".cuda()", ".npu()")
+        hit = HITS.get(cuda_key)
+        if hit is None:
+            record(*cuda_key[:1], "method", *cuda_key[1:])
+        else:
+            hit.count += 1
         return self.npu(device, non_blocking, **kwargs)
 
     functools.update_wrapper(cuda, Tensor.cuda)
@@ -472,26 +495,7 @@ def _warn_dtype(source: str, target: str, source_dtype, target_dtype) -> None:
 def _patch_module(p: Patcher) -> None:
     Module = torch.nn.Module
     original_to = Module.to
-
-    def to(self, *args, **kwargs):
-        if args:
-            value = args[0]
-            cls = value.__class__
-            if cls is str or cls is torch.device or cls is int:
-                new = npu_device_or_index(value)
-                if new is not None:
-                    args = (new,) + args[1:]
-                    if cls is not int:
-                        record("torch.nn.Module.to", "device", value, new)
-        if kwargs:
-            value = kwargs.get("device")
-            if value is not None:
-                new = npu_device_or_index(value)
-                if new is not None:
-                    kwargs["device"] = new
-                    if value.__class__ is not int:
-                        record("torch.nn.Module.to", "device", value, new)
-        return original_to(self, *args, **kwargs)
+    to = _to_wrapper(original_to, "torch.nn.Module.to")
 
     functools.update_wrapper(to, original_to)
     p.set(Module, "to", to, "torch.nn.Module.to", "device (positional or keyword)")

@@ -43,6 +43,24 @@ def npu_device_or_index(value):
     return npu_device(value)
 
 
+_MISSING = object()
+_CONVERTED: dict = {}
+
+
+def npu_device_cached(value):
+    """:func:`npu_device_or_index` for the hot path: str / torch.device / int answers are memoised
+    (a handful of distinct device values per program), everything else is computed."""
+    cls = value.__class__
+    if cls is str or cls is _DEVICE or cls is int:
+        new = _CONVERTED.get(value, _MISSING)
+        if new is _MISSING:
+            new = npu_device_or_index(value)
+            if len(_CONVERTED) < 4096:
+                _CONVERTED[value] = new
+        return new
+    return npu_device_or_index(value)
+
+
 def npu_location(value):
     """For ``map_location``: str / device / int / dict; None when nothing needs changing."""
     if isinstance(value, dict):
