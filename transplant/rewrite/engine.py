@@ -187,9 +187,9 @@ class _Applier(cst.CSTTransformer):
             return updated_node
         result: Union[cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel] = updated_node
         for edit in edits:
-            if not isinstance(result, cst.CSTNode):
-                break  # removed/flattened: later edits on the same node no longer apply
-            result = edit(result)
+            if isinstance(result, cst.RemovalSentinel):
+                break  # removed: later edits on the same node no longer apply
+            result = edit(result)  # a FlattenSentinel is passed on (see passes.py)
         return result
 
 

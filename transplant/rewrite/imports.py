@@ -25,6 +25,10 @@ from transplant.rewrite.names import build_dotted, iter_small_statements, module
 from transplant.rules import ImportRule, Rule
 
 
+def _flat(u: object) -> list:
+    return list(u.nodes) if isinstance(u, cst.FlattenSentinel) else [u]
+
+
 def _import_line(module: str) -> cst.SimpleStatementLine:
     return cst.SimpleStatementLine(body=[cst.Import(names=[cst.ImportAlias(name=build_dotted(module))])])
 
@@ -97,13 +101,15 @@ class ImportEdits:
         # `import torch.npu.amp` (a renamed `import torch.cuda.amp`) needs torch_npu first.
         before = any(m == "torch_npu" for m, _ in wanted) and self._imports_npu_after_rename(line)
 
-        def edit(u: cst.CSTNode, _new=new_lines, _before=before) -> cst.FlattenSentinel:
+        def edit(u: object, _new=new_lines, _before=before) -> cst.FlattenSentinel:
+            # `u` is the anchor line, or several lines if another edit already split it
+            nodes = list(u.nodes) if isinstance(u, cst.FlattenSentinel) else [u]
             if _before:
                 # the anchor keeps its comments/blank lines above the inserted imports
-                lead = getattr(u, "leading_lines", ())
+                lead = getattr(nodes[0], "leading_lines", ())
                 first = _new[0].with_changes(leading_lines=lead)
-                return cst.FlattenSentinel([first, *_new[1:], u.with_changes(leading_lines=())])
-            return cst.FlattenSentinel([u, *_new])
+                return cst.FlattenSentinel([first, *_new[1:], nodes[0].with_changes(leading_lines=()), *nodes[1:]])
+            return cst.FlattenSentinel([*nodes, *_new])
 
         self.ctx.replace(line, edit, ancestors=ancestors)
         for module, r in wanted:
@@ -161,13 +167,13 @@ class ImportEdits:
             if not body:
                 return
             target = body[0]
-            self.ctx.replace(target, lambda u, _n=new_lines: cst.FlattenSentinel([*_n, u]), ancestors=[self.ctx.module])
+            self.ctx.replace(target, lambda u, _n=new_lines: cst.FlattenSentinel([*_n, *_flat(u)]), ancestors=[self.ctx.module])
             for module, r in wanted:
                 self.ctx.record_change(target, r, f"insert `import {module}`", after=f"import {module}",
                                        operation=Operation.INSERT)
         else:
             target = body[index - 1]
-            self.ctx.replace(target, lambda u, _n=new_lines: cst.FlattenSentinel([u, *_n]), ancestors=[self.ctx.module])
+            self.ctx.replace(target, lambda u, _n=new_lines: cst.FlattenSentinel([*_flat(u), *_n]), ancestors=[self.ctx.module])
             for module, r in wanted:
                 self.ctx.record_change(target, r, f"insert `import {module}`", after=f"import {module}",
                                        operation=Operation.INSERT, after_node=True)

@@ -40,7 +40,9 @@ What the pass records (detect, then the engine applies)
                                       replacement from ``updated_node``, not from ``node``. A statement
                                       may be replaced by ``libcst.FlattenSentinel([...])`` (several
                                       statements) or ``libcst.RemovalSentinel.REMOVE``. Several edits
-                                      on one node run in order (each gets the previous result).
+                                      on one node run in order (each gets the previous result —
+                                      possibly a FlattenSentinel, e.g. when ``import torch_npu`` is
+                                      inserted after a statement you replaced; handle ``.nodes``).
     ``ctx.record_change(node, rule, message, before=, after=, operation=)``
                                       one change_list.csv row; its lines are the ORIGINAL node's lines.
                                       Every applied edit must have at least one row.

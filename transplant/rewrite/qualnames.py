@@ -189,37 +189,44 @@ class QualifiedNames:
                 kept.append(alias)  # renamed to a top-level module: cannot be a from-import; leave it
                 continue
             local = alias.evaluated_alias or name
-            asname = cst.AsName(name=cst.Name(local)) if local != new_name else None
+            asname = (alias.asname or cst.AsName(name=cst.Name(local))) if local != new_name else None
             groups.setdefault(new_mod, []).append(alias.with_changes(name=cst.Name(new_name), asname=asname))
             rows.append((hit, qual, new_qual))
         if not groups:
             return
-        statements: list[cst.ImportFrom] = []
-
-        def fix_commas(aliases: list[cst.ImportAlias]) -> list[cst.ImportAlias]:
-            return [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) if i == len(aliases) - 1 else
-                    (a if a.comma is not cst.MaybeSentinel.DEFAULT else a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))))
-                    for i, a in enumerate(aliases)]
-
-        only = len(groups) == 1 and not kept
-        for new_mod, aliases in groups.items():
-            statements.append((new_mod, fix_commas(aliases)))  # type: ignore[arg-type]
-
-        def edit(updated: cst.CSTNode, _stmts=statements, _kept=kept, _only=only) -> Union[cst.CSTNode, cst.FlattenSentinel]:
-            assert isinstance(updated, cst.ImportFrom)
-            if _only:
-                new_mod, aliases = _stmts[0]  # type: ignore[misc]
-                return updated.with_changes(module=build_dotted(new_mod), names=aliases)
-            out: list[cst.CSTNode] = []
-            if _kept:
-                out.append(updated.with_changes(names=fix_commas(_kept)))
-            for new_mod, aliases in _stmts:  # type: ignore[misc]
-                out.append(cst.ImportFrom(module=build_dotted(new_mod), names=aliases))
-            return cst.FlattenSentinel(out)
-
-        self.ctx.replace(node, edit, ancestors=stack)
         for hit, old, new in rows:
             self.ctx.record_change(node, hit.rule, f"{old} -> {new}", before=old, after=new)
+        if len(groups) == 1 and not kept:
+            # one target module: rename in place, keeping the layout (parentheses, commas, comments)
+            (new_mod, aliases), = groups.items()
+            self.ctx.replace(node, lambda u, _m=new_mod, _a=aliases: u.with_changes(module=build_dotted(_m), names=_a),
+                             ancestors=stack)
+            return
+        # Several target modules: the renamed names move to new statements (one line each when the
+        # statement has its own line); the rest stay where they were.
+        moved = [cst.ImportFrom(module=build_dotted(m), names=[a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in aliases])
+                 for m, aliases in groups.items()]
+        parenthesized = node.lpar is not None
+        if kept and not parenthesized:
+            kept = kept[:-1] + [kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
+
+        def keep_part(u: cst.ImportFrom) -> list[cst.ImportFrom]:
+            return [u.with_changes(names=kept)] if kept else []
+
+        line = stack[-1] if stack else None
+        if isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1:
+            def edit_line(u: cst.CSTNode) -> cst.FlattenSentinel:
+                assert isinstance(u, cst.SimpleStatementLine)
+                small = u.body[0]
+                assert isinstance(small, cst.ImportFrom)
+                parts = keep_part(small) + moved
+                lines = [u.with_changes(body=[parts[0]])]
+                lines += [cst.SimpleStatementLine(body=[p]) for p in parts[1:]]
+                return cst.FlattenSentinel(lines)
+
+            self.ctx.replace(line, edit_line, ancestors=stack[:-1])
+        else:
+            self.ctx.replace(node, lambda u: cst.FlattenSentinel(keep_part(u) + moved), ancestors=stack)  # type: ignore[arg-type]
 
     def _suffix_check(self, node: cst.CSTNode, name: str) -> None:
         """Compiled CUDA extension modules (``import fused_adam_cuda``) that the project does not define."""
