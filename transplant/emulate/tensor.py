@@ -18,12 +18,9 @@ writes into ``unwrap(t)`` land in ``t`` (the emulated ``hccl`` backend relies on
 from __future__ import annotations
 
 import copy
-import functools
-from collections import OrderedDict
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import torch
-from torch.utils._pytree import tree_map
 
 from transplant.emulate import _state
 

@@ -8,15 +8,14 @@ emulated and raise a clear error naming the operator.
 
 from __future__ import annotations
 
-import torch
+import importlib
+import importlib.util
 
 import transplant.emulate as _emulate
 
 _emulate.activate()
-try:
-    import transplant.emulate.distributed  # noqa: F401  (registers the emulated hccl backend)
-except ImportError:  # the distributed part is optional
-    pass
+if importlib.util.find_spec("transplant.emulate.distributed") is not None:
+    importlib.import_module("transplant.emulate.distributed")  # registers the emulated hccl backend
 
 from transplant.emulate import device_module as npu  # noqa: E402  (after activation)
 
