@@ -104,3 +104,17 @@ def test_seed_reaches_custom_device() -> None:
     # torch.manual_seed -> torch.npu.manual_seed_all
     source = inspect.getsource(torch.random)
     assert "_seed_custom_device" in source
+
+
+def test_tensor_data_descriptor_and_swap() -> None:
+    # tensor._set_data / install_data_property
+    assert type(torch._C.TensorBase.data).__name__ == "getset_descriptor"
+    assert callable(torch.utils.swap_tensors)
+
+
+def test_storage_constructor_and_privateuse1_deserializer() -> None:
+    # fixes.block_npu_storage_allocation wraps this constructor
+    assert torch.UntypedStorage(2, device="cpu").nbytes() == 2
+    # torch's own privateuse1 deserializer is what segfaults; ours must stay ahead of it
+    tagged = [entry for entry in torch.serialization._package_registry if "privateuse1" in repr(entry[1])]
+    assert tagged and all(entry[0] > 9 for entry in tagged)

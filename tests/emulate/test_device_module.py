@@ -86,3 +86,13 @@ def test_amp_helpers_and_torch_npu_knobs(npu) -> None:
     npu.set_compile_mode(jit_compile=False)
     npu.config.allow_internal_format = False
     assert npu.config.allow_internal_format is False
+
+
+def test_legacy_tensor_types(npu) -> None:
+    t = npu.FloatTensor(2, 3)
+    assert t.shape == (2, 3) and t.dtype == torch.float32 and t.device.type == "npu"
+    data = npu.LongTensor([1, 2])
+    assert data.tolist() == [1, 2] and data.dtype == torch.int64
+    assert isinstance(data, npu.LongTensor) and not isinstance(data, npu.FloatTensor)
+    assert not isinstance(torch.ones(2, dtype=torch.int64), npu.LongTensor)
+    assert npu.HalfTensor(torch.ones(2)).dtype == torch.float16

@@ -29,7 +29,8 @@ __all__ = [
     "memory_stats", "mem_get_info", "memory_summary", "get_amp_supported_dtype",
     "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype", "set_autocast_dtype",
     "Stream", "Event", "current_stream", "default_stream", "stream", "set_stream",
-    "set_compile_mode", "config", "amp", "utils",
+    "set_compile_mode", "config", "amp", "utils", "FloatTensor", "DoubleTensor", "HalfTensor",
+    "BFloat16Tensor", "LongTensor", "IntTensor", "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor",
 ]
 
 DeviceLike = Union[int, str, torch.device, None]
@@ -425,3 +426,41 @@ config = _Config()
 
 def set_option(option: dict) -> None:
     """Accepted and ignored (torch_npu runtime options)."""
+
+
+# --- legacy tensor types (torch.npu.FloatTensor, ...) ----------------------------------------
+
+
+class _LegacyTensorTypeMeta(type):
+    def __instancecheck__(cls, obj: object) -> bool:
+        return (
+            isinstance(obj, torch.Tensor)
+            and obj.device.type == _state.DEVICE_TYPE
+            and obj.dtype == cls.dtype  # type: ignore[attr-defined]
+        )
+
+
+def _legacy_type(name: str, dtype: torch.dtype) -> type:
+    def __new__(cls, *args: Any) -> torch.Tensor:
+        # torch.npu.FloatTensor(2, 3) -> uninitialised 2x3; torch.npu.FloatTensor([1, 2]) -> data
+        if len(args) == 1 and not isinstance(args[0], int):
+            source = args[0]
+            if isinstance(source, torch.Tensor):
+                return source.to(device=_state.DEVICE_TYPE, dtype=dtype)
+            return torch.tensor(source, dtype=dtype, device=_state.DEVICE_TYPE)
+        return torch.empty(*args, dtype=dtype, device=_state.DEVICE_TYPE)
+
+    doc = f"``torch.npu.{name}``: legacy constructor/isinstance check for npu tensors of {dtype}."
+    return _LegacyTensorTypeMeta(name, (), {"__new__": __new__, "dtype": dtype, "is_npu": True, "__doc__": doc})
+
+
+FloatTensor = _legacy_type("FloatTensor", torch.float32)
+DoubleTensor = _legacy_type("DoubleTensor", torch.float64)
+HalfTensor = _legacy_type("HalfTensor", torch.float16)
+BFloat16Tensor = _legacy_type("BFloat16Tensor", torch.bfloat16)
+LongTensor = _legacy_type("LongTensor", torch.int64)
+IntTensor = _legacy_type("IntTensor", torch.int32)
+ShortTensor = _legacy_type("ShortTensor", torch.int16)
+CharTensor = _legacy_type("CharTensor", torch.int8)
+ByteTensor = _legacy_type("ByteTensor", torch.uint8)
+BoolTensor = _legacy_type("BoolTensor", torch.bool)
