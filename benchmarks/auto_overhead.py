@@ -11,6 +11,7 @@ plus noise; the emulated NPU's op cost (~5-20 us) is the same on both sides and 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -69,27 +70,37 @@ def _isolated_wrapper_cost(torch) -> dict:
     }
 
 
-def _import_seconds(codes: list[str], runs: int = 7) -> list[float]:
-    """Best-of-``runs`` wall time of a fresh interpreter running each snippet, runs interleaved."""
+_IMPORT_PROBE = """
+import time
+start = time.perf_counter()
+import torch, torch_npu
+middle = time.perf_counter()
+import transplant.auto
+end = time.perf_counter()
+print(middle - start, end - middle)
+"""
+
+
+def _import_seconds(runs: int = 7) -> tuple[list[float], list[float]]:
+    """Fresh interpreters: seconds for ``import torch, torch_npu``, then for ``import transplant.auto``."""
     env = dict(os.environ)
     env.pop("TRANSPLANT_AUTO", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with bytecode caches, as an installed package has
     env["TRANSPLANT_AUTO_QUIET"] = "1"
-    for code in codes:  # warm-up: writes the caches
-        subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    best = [float("inf")] * len(codes)
+    subprocess.run([sys.executable, "-c", _IMPORT_PROBE], env=env, check=True, capture_output=True)  # warm-up
+    torch_times, auto_times = [], []
     for _ in range(runs):
-        for index, code in enumerate(codes):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], env=env, check=True)
-            best[index] = min(best[index], time.perf_counter() - start)
-    return best
+        out = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], env=env, check=True, capture_output=True, text=True)
+        first, second = (float(v) for v in out.stdout.split())
+        torch_times.append(first)
+        auto_times.append(second)
+    return torch_times, auto_times
 
 
 def main() -> None:
     _ensure_npu()
     os.environ["TRANSPLANT_AUTO_QUIET"] = "1"
-    base, with_auto = _import_seconds(["import torch, torch_npu", "import torch, torch_npu, transplant.auto"])
+    torch_times, auto_times = _import_seconds()
 
     import torch
     import torch_npu  # noqa: F401
@@ -127,10 +138,10 @@ def main() -> None:
     for name, value in isolated.items():
         print(f"  {name:54s} {value:+8.2f} us")
     print(f"import transplant.auto inside a process that has torch + torch_npu: {install_ms:8.1f} ms")
-    print(f"process: import torch, torch_npu                  {base * 1e3:8.0f} ms (best of 7)")
-    print(f"process: import torch, torch_npu, transplant.auto {with_auto * 1e3:8.0f} ms (best of 7)")
-    print(f"import of transplant.auto beyond torch (target <= 50 ms): {(with_auto - base) * 1e3:+.0f} ms")
-
+    print(f"fresh process: import torch, torch_npu   best {min(torch_times) * 1e3:7.0f} ms, "
+          f"median {statistics.median(torch_times) * 1e3:7.0f} ms (7 runs)")
+    print(f"fresh process: then import transplant.auto best {min(auto_times) * 1e3:7.1f} ms, "
+          f"median {statistics.median(auto_times) * 1e3:7.1f} ms (target <= 50 ms)")
 
 if __name__ == "__main__":
     main()
