@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -298,7 +299,11 @@ def _describe_rule(rule: Any) -> str:
         lines.append(f"  defined in:  {rule.source}")
     if rule.description:
         lines.append("")
-        lines.extend(f"  {line}".rstrip() for line in rule.description.strip().splitlines())
+        for line in rule.description.strip().splitlines():
+            # Wrap long lines only: descriptions may hold their own line breaks (lists).
+            indent = "  " + line[: len(line) - len(line.lstrip())]
+            lines.extend(textwrap.wrap(line.strip(), width=96, initial_indent=indent,
+                                       subsequent_indent=indent, break_on_hyphens=False) or [""])
     details = []
     for f in dataclasses.fields(rule) if dataclasses.is_dataclass(rule) else ():
         if f.name in _COMMON_RULE_FIELDS or f.name.startswith("_"):
