@@ -342,6 +342,30 @@ def tensor_type_strings():
     assert ours[0].filename == __file__
 
 
+LEGACY_TYPES = {"BFloat16Tensor": torch.bfloat16, "BoolTensor": torch.bool, "ByteTensor": torch.uint8,
+                "CharTensor": torch.int8, "DoubleTensor": torch.float64, "FloatTensor": torch.float32,
+                "HalfTensor": torch.float16, "IntTensor": torch.int32, "LongTensor": torch.int64,
+                "ShortTensor": torch.int16}
+
+
+@case(*[f"torch.cuda.{name}" for name in LEGACY_TYPES])
+def legacy_typed_tensors():
+    for name, dtype in LEGACY_TYPES.items():
+        cls = getattr(torch.cuda, name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            made = [cls(2, 3), cls([1, 0])]
+        for tensor in made:
+            assert tensor.device == NPU0 and tensor.dtype == dtype, (name, tensor.device, tensor.dtype)
+            assert isinstance(tensor, cls)
+        assert not isinstance(torch.ones(1, dtype=dtype), cls), "a CPU tensor is no torch.cuda tensor type"
+        ours = [w for w in caught if issubclass(w.category, auto.TransplantAutoWarning)]
+        # float64 is kept (no silent FloatTensor), with one warning at the call site (rule TP106 is 'review')
+        assert len(ours) == (1 if name == "DoubleTensor" else 0), (name, [str(w.message) for w in ours])
+        if ours:
+            assert ours[0].filename == __file__ and "float64" in str(ours[0].message)
+
+
 @case("torch.nn.Module.to", "torch.nn.Module.to_empty", "torch.nn.Module.cuda")
 def module_moves():
     for move in (lambda m: m.to("cuda"), lambda m: m.to(torch.device("cuda:0")), lambda m: m.to(0),
@@ -360,6 +384,32 @@ def packed_sequence_cuda():
     packed = torch.nn.utils.rnn.pack_padded_sequence(torch.ones(3, 2, 4), [3, 2])
     moved = packed.cuda()
     assert moved.data.device == NPU0
+
+
+@case()
+def user_created_cuda_device_works_wherever_used():
+    device = torch.device("cuda")
+    indexed = torch.device("cuda", 0)
+    layer = torch.nn.Linear(3, 2, device=device)  # module constructors pass it on to torch.empty
+    assert layer.weight.device == NPU0
+    x = torch.randn(4, 3).to(device)
+    assert layer(x).device == NPU0
+    assert torch.zeros(2, device=indexed).device == NPU0 and x.new_ones(2, device=device).device == NPU0
+    assert torch.nn.Linear(3, 2).to(indexed).weight.device == NPU0
+    torch.cuda.set_device(indexed)
+    with torch.cuda.device(device):
+        assert torch.cuda.current_device() == 0
+    assert torch.cuda.memory_allocated(device) >= 0
+    with torch.autocast(device.type):
+        assert layer(x).dtype == torch.float16
+    assert torch.Generator(device).initial_seed() >= 0
+    with device:
+        assert torch.ones(1).device == NPU0
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save({"w": torch.ones(1)}, os.path.join(tmp, "w.pt"))
+        assert torch.load(os.path.join(tmp, "w.pt"), map_location=device)["w"].device == NPU0
+    # its own fields are untouched: code branching on device.type == 'cuda' keeps its accelerator path
+    assert device.type == "cuda" and str(indexed) == "cuda:0"
 
 
 # ------------------------------------------------------------------ checkpoints
