@@ -52,6 +52,15 @@ def test_runtime_change_log(case_run):
     checkpoint = [row for row in rows if row["Message"].startswith("torch.load restored")]
     assert checkpoint and checkpoint[0]["Before"] == "'cuda:0'" and checkpoint[0]["After"] == "'npu:0'"
     assert all(int(row["Start Line"]) > 0 for row in rows)
+    # rows carry the id of the offline rule that makes the same change
+    rules = {row["Message"].split(" ")[0].rstrip(":"): row["Rule"] for row in rows}
+    assert rules["torch.zeros"] == "TP130" and rules["torch.Tensor.cuda"] == "TP120"
+    assert rules["torch.Tensor.is_cuda"] == "TP121" and rules["torch.Tensor.type"] == "TP160"
+    assert rules["torch.distributed.init_process_group"] == "TP140"
+    assert rules["torch.distributed.is_nccl_available"] == "TP141"
+    assert rules["torch.profiler.profile"] == "TP564"
+    assert checkpoint[0]["Rule"] == "TP170"
+    assert all(row["Rule"] for row in rows), [row for row in rows if not row["Rule"]]
 
 
 def test_coverage_matches_transfer_to_npu(case_run):

@@ -466,7 +466,7 @@ def _patch_tensor_type(p: Patcher) -> None:
         target, source_dtype, target_dtype = entry
         classification = STATE.classification
         severity = classification.severities.get(key, "safe") if classification else "safe"
-        record("torch.Tensor.type", "device", key, target, rule=classification.rule_ids.get(key, "") if classification else "",
+        record("torch.Tensor.type", "tensor_type", key, target,
                severity="review" if source_dtype != target_dtype else severity)
         if source_dtype != target_dtype:
             _warn_dtype(key, target, source_dtype, target_dtype)

@@ -72,14 +72,11 @@ def load_classification(directory: Path | None = None) -> CudaClassification:
 
 
 def rule_index(directory: Path | None = None) -> dict[str, str]:
-    """Rule ids for the report: qualified names from rename/unsupported maps, and ``kind:<k>`` hints.
-
-    The ``kind:`` entries map auto-mode change kinds onto the rewriter's rule kinds (first rule of that
-    kind wins), so a device-argument hit carries the id of the offline device rule.
-    """
+    """Rule ids for the report: qualified names from rename/unsupported maps, and ``kind:<k>`` entries
+    naming the offline rule that makes the same kind of change (device strings, ``.cuda()``,
+    ``.is_cuda``, backends, tensor-type strings, ``torch.load``)."""
     directory = directory or rules_dir()
     index: dict[str, str] = {}
-    kinds: dict[str, str] = {}
     for path in _rule_files(directory):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -88,23 +85,21 @@ def rule_index(directory: Path | None = None) -> dict[str, str]:
         for rule in data.get("rules", []) if isinstance(data, dict) else []:
             if not isinstance(rule, dict) or "id" not in rule:
                 continue
-            kinds.setdefault(str(rule.get("kind")), rule["id"])
+            rule_id = rule["id"]
             for name in list((rule.get("map") or {}).keys()) + list((rule.get("names") or {}).keys()):
                 if isinstance(name, str):
-                    index.setdefault(name, rule["id"])
-    for auto_kind, rule_kinds in _KIND_TO_RULE_KINDS.items():
-        for kind in rule_kinds:
-            if kind in kinds:
-                index[f"kind:{auto_kind}"] = kinds[kind]
-                break
+                    index.setdefault(name, rule_id)
+            kind = rule.get("kind")
+            if kind in ("device", "backend", "tensor_type"):
+                index.setdefault(f"kind:{kind}", rule_id)
+            if "cuda" in (rule.get("calls") or {}):
+                index.setdefault("kind:method", rule_id)
+            if "is_cuda" in (rule.get("attributes") or {}):
+                index.setdefault("kind:attribute", rule_id)
+            if rule.get("callable") == "torch.load":
+                index.setdefault("kind:checkpoint", rule_id)
+    # auto-mode APIs whose offline counterpart is classified under another name
+    for api, name in (("torch.profiler.profile", "torch.profiler.ProfilerActivity.CUDA"),):
+        if name in index:
+            index.setdefault(api, index[name])
     return index
-
-
-# Auto-mode change kinds -> the rewriter's rule kinds that make the same change offline.
-_KIND_TO_RULE_KINDS = {
-    "device": ("device", "device_argument", "device_literal"),
-    "method": ("method", "method_rename"),
-    "attribute": ("attribute", "method", "method_rename"),
-    "backend": ("backend", "backend_literal"),
-    "checkpoint": ("load", "map_location", "advisory"),
-}
