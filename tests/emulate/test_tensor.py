@@ -243,3 +243,15 @@ def test_direct_npu_storage_allocation_is_refused_not_a_crash(npu) -> None:
         torch.UntypedStorage(8, device="npu")
     assert torch.UntypedStorage(4).device.type == "cpu"
     assert torch.ones(2).npu().untyped_storage().device.type == "cpu"  # documented limitation
+
+
+def test_data_parallel(npu) -> None:
+    from transplant.emulate import _state
+
+    single = nn.DataParallel(nn.Linear(2, 1).npu(), device_ids=[0])
+    assert single(torch.ones(3, 2, device="npu")).shape == (3, 1)
+    out = single(torch.ones(3, 2))  # DataParallel moves CPU inputs to its device
+    assert out.device == torch.device("npu:0")
+    if _state.device_count > 1:
+        with pytest.raises(RuntimeError, match="DataParallel over .* npu devices is not supported on Ascend"):
+            nn.DataParallel(nn.Linear(2, 1).npu())

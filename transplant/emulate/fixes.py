@@ -1,4 +1,5 @@
-"""Process-level fixes: no abort at interpreter exit, no crash on direct npu storage allocation.
+"""Process-level fixes: no abort at interpreter exit, no crash on direct npu storage allocation,
+a clear error for multi-device DataParallel.
 
 Every backward stashes a ``contextvars.Context`` in C++ thread-local storage so torch.compile
 config reaches the autograd device threads. The npu worker thread drops its copy lazily; when
@@ -47,6 +48,7 @@ def install() -> None:
     torch._C._stash_obj_in_tls = _stash_obj_in_tls
     atexit.register(drain)
     block_npu_storage_allocation()
+    refuse_multi_device_data_parallel()
     _installed = True
 
 
@@ -74,3 +76,39 @@ def block_npu_storage_allocation() -> None:
         return original(cls, *args, device=device, **kwargs)
 
     torch.UntypedStorage.__new__ = __new__  # type: ignore[method-assign]
+
+
+def refuse_multi_device_data_parallel() -> None:
+    """``nn.DataParallel`` over several npu devices fails clearly, as it is unsupported on Ascend.
+
+    Without this it fails deep inside ``torch.nn.parallel.comm`` (the CPU build has no scatter
+    kernel). Over a single device DataParallel only moves the inputs and calls the module; that
+    keeps working, with the inputs moved by ``.to`` instead of the missing scatter kernel.
+    """
+    from torch.utils._pytree import tree_map_only
+
+    data_parallel = torch.nn.DataParallel
+    original = data_parallel.__init__
+    if getattr(original, "_transplant_checked", False):
+        return
+
+    def __init__(self, module, device_ids=None, output_device=None, dim=0):  # noqa: N807
+        original(self, module, device_ids, output_device, dim)
+        source = getattr(self, "src_device_obj", None)
+        if source is not None and source.type == _state.DEVICE_TYPE and len(self.device_ids) > 1:
+            raise RuntimeError(
+                f"torch.nn.DataParallel over {len(self.device_ids)} npu devices is not supported on Ascend "
+                "(emulated NPU). Use torch.nn.parallel.DistributedDataParallel with one process per NPU "
+                "(e.g. `transplant run --nproc N`), or a single device (device_ids=[0])."
+            )
+        if source is not None and source.type == _state.DEVICE_TYPE:
+            target = torch.device(_state.DEVICE_TYPE, self.device_ids[0])
+
+            def scatter(inputs, kwargs, device_ids):
+                move = lambda obj: tree_map_only(torch.Tensor, lambda t: t.to(target), obj)  # noqa: E731
+                return (move(tuple(inputs)),), (move(dict(kwargs or {})),)
+
+            self.scatter = scatter
+
+    __init__._transplant_checked = True  # type: ignore[attr-defined]
+    data_parallel.__init__ = __init__
