@@ -15,6 +15,7 @@ from typing import Iterator, List
 
 import pytest
 
+@pytest.hookimpl(trylast=True)  # after any other reordering, so ours has the final say
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: List[pytest.Item]) -> None:
     activated = [item for item in items if "npu" in getattr(item, "fixturenames", ())]
     if activated:
