@@ -18,13 +18,9 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import libcst as cst
 import libcst.matchers as m
-from libcst.metadata import (
-    MetadataWrapper,
-    ParentNodeProvider,
-    QualifiedNameProvider,
-)
 
 from transplant.results import Operation
+from transplant.rewrite.names import ImportTable
 
 Suite = Union[cst.IndentedBlock, cst.Module]
 StmtFactory = Callable[[cst.BaseStatement], Sequence[cst.BaseStatement]]
@@ -269,82 +265,80 @@ class Findings:
 
 
 class Analysis:
-    """Qualified names, parents and original positions for one module (node identity is kept)."""
+    """Parents, import-resolved names and node inventories of one module, from a single walk.
 
-    def __init__(self, module: cst.Module) -> None:
+    Names are resolved with the engine's flow-insensitive import table (``from apex import amp`` inside a
+    function resolves ``amp.initialize`` anywhere in the file), which costs a dictionary lookup per chain
+    instead of libcst's scope analysis. Node identity is the original tree's.
+    """
+
+    def __init__(self, module: cst.Module, imports: Optional[ImportTable] = None) -> None:
         self.module = module
-        self.wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        self.qualified = self.wrapper.resolve(QualifiedNameProvider)
-        self.parents = self.wrapper.resolve(ParentNodeProvider)
+        self.imports = imports if imports is not None else ImportTable.from_module(module)
+        collector = _Inventory()
+        module.visit(collector)
+        self._parents = collector.parents
+        self.calls: list[cst.Call] = collector.calls
+        self.lines: list[cst.SimpleStatementLine] = collector.lines
+        self.classes: list[cst.ClassDef] = collector.classes
+        self.chains: list[cst.BaseExpression] = collector.chains
+        self.names: set[str] = collector.names
 
     # -- names -------------------------------------------------------------------------------------
-    def qualnames(self, node: cst.CSTNode) -> set[str]:
-        value = self.qualified.get(node, ())
-        if callable(value):  # libcst computes qualified names lazily
-            value = value()
-        return {q.name for q in value}
+    def qualified(self, node: cst.CSTNode) -> Optional[str]:
+        """Dotted name of a Name/Attribute chain whose root an import binds (``amp.initialize`` →
+        ``apex.amp.initialize``), else None."""
+        if not isinstance(node, (cst.Name, cst.Attribute)):
+            return None
+        return self.imports.qualify(node)
 
     def resolves_to(self, node: cst.CSTNode, prefix: str) -> Optional[str]:
-        """The qualified name of ``node`` that is ``prefix`` or lies under it."""
-        for name in sorted(self.qualnames(node)):
-            if name == prefix or name.startswith(prefix + "."):
-                return name
+        """The qualified name of ``node`` when it is ``prefix`` or lies under it."""
+        name = self.qualified(node)
+        if name is not None and (name == prefix or name.startswith(prefix + ".")):
+            return name
         return None
 
     def uses_under(self, prefix: str) -> Iterator[tuple[cst.CSTNode, str]]:
-        """Outermost Name/Attribute nodes resolving to ``prefix`` or below (``amp.initialize`` once, not ``amp``)."""
-        for node in self.qualified:
-            if not isinstance(node, (cst.Name, cst.Attribute)):
-                continue
+        """Outermost chains resolving to ``prefix`` or below, outside import statements."""
+        for node in self.chains:
             name = self.resolves_to(node, prefix)
-            if name is None:
-                continue
-            parent = self.parents.get(node)
-            if isinstance(parent, cst.Attribute) and parent.value is node and self.resolves_to(parent, prefix):
-                continue
-            if isinstance(parent, (cst.Import, cst.ImportFrom, cst.ImportAlias)) or self._in_import(node):
-                continue
-            yield node, name
+            if name is not None and not self._in_import(node):
+                yield node, name
 
     def uses_any(self, prefixes: tuple[str, ...]) -> bool:
-        """Does any name outside import statements resolve to one of ``prefixes`` (or below)?"""
-        heads = {p.split(".")[0] for p in prefixes}
-        for node in self.qualified:
-            if not isinstance(node, cst.Name) or node.value in ("self", "cls"):
-                continue
-            for name in self.qualnames(node):
-                if name.split(".")[0] in heads or any(name == p or name.startswith(p + ".") for p in prefixes):
-                    parent = self.parents.get(node)
-                    candidate = node
-                    while isinstance(parent, cst.Attribute) and parent.value is candidate:
-                        candidate, parent = parent, self.parents.get(parent)
-                    if not self._in_import(node) and any(self.resolves_to(candidate, p) for p in prefixes):
-                        return True
-        return False
+        """Does any chain outside import statements resolve to one of ``prefixes`` (or below)?"""
+        return any(next(iter(self.uses_under(p)), None) is not None for p in prefixes)
 
     def _in_import(self, node: cst.CSTNode) -> bool:
         current: Optional[cst.CSTNode] = node
         while current is not None and not isinstance(current, cst.BaseStatement):
             if isinstance(current, (cst.Import, cst.ImportFrom)):
                 return True
-            current = self.parents.get(current)
+            current = self.parent(current)
         return False
 
     # -- tree --------------------------------------------------------------------------------------
     def parent(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
-        return self.parents.get(node)
+        return self._parents.get(id(node))
 
     def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-        current = self.parents.get(node)
+        current = self.parent(node)
         while current is not None:
             yield current
-            current = self.parents.get(current)
+            current = self.parent(current)
+
+    def within(self, node: cst.CSTNode, region: cst.CSTNode) -> bool:
+        """Is ``node`` inside ``region`` (or ``region`` itself)?"""
+        return node is region or isinstance(region, cst.Module) or any(a is region for a in self.ancestors(node))
 
     def statement_of(self, node: cst.CSTNode) -> cst.BaseStatement:
         """The innermost statement (simple line or compound) that contains ``node``."""
         current: cst.CSTNode = node
         while not isinstance(current, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            current = self.parents[current]
+            parent = self.parent(current)
+            assert parent is not None
+            current = parent
         return current
 
     def scope_of(self, node: cst.CSTNode) -> Union[cst.FunctionDef, cst.Module]:
@@ -366,7 +360,7 @@ class Analysis:
         """The statement of ``suite`` that contains ``node``."""
         current: cst.CSTNode = node
         while True:
-            parent = self.parents.get(current)
+            parent = self.parent(current)
             if parent is None:
                 return None
             if parent is suite:
@@ -383,6 +377,36 @@ class Analysis:
 
     def unsupported(self, rule: str, node: cst.CSTNode, op: str, tip: str) -> Issue:
         return Issue(node=node, rule=rule, op=op, tip=tip)
+
+
+class _Inventory(cst.CSTVisitor):
+    """One walk: parent links plus the node kinds the passes look for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parents: dict[int, cst.CSTNode] = {}
+        self.calls: list[cst.Call] = []
+        self.lines: list[cst.SimpleStatementLine] = []
+        self.classes: list[cst.ClassDef] = []
+        self.chains: list[cst.BaseExpression] = []
+        self.names: set[str] = set()
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        for child in node.children:
+            self.parents[id(child)] = node
+        if isinstance(node, cst.Name):
+            self.names.add(node.value)
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            parent = self.parents.get(id(node))
+            if not (isinstance(parent, cst.Attribute) and (parent.value is node or parent.attr is node)):
+                self.chains.append(node)
+        elif isinstance(node, cst.Call):
+            self.calls.append(node)
+        elif isinstance(node, cst.SimpleStatementLine):
+            self.lines.append(node)
+        elif isinstance(node, cst.ClassDef):
+            self.classes.append(node)
+        return True
 
 
 def enclosing_guards(analysis: Analysis, stmt: cst.BaseStatement, stop: cst.CSTNode

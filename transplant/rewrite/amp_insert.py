@@ -72,7 +72,8 @@ def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
     if rewrite is None:
         return
     report = next((r for r in rules if r.data.get("role") == "unsupported"), rewrite)
-    editor, analysis, findings = plan_amp_insert(module, str(mode), InsertRuleIds(rewrite.id, report.id))
+    editor, analysis, findings = plan_amp_insert(module, str(mode), InsertRuleIds(rewrite.id, report.id),
+                                                 ctx.imports)
     if editor is not None and analysis is not None and not editor.empty:
         if c.torch_alias(module) is None:
             ctx.add_import("torch", rewrite)
@@ -80,16 +81,14 @@ def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
     findings.emit(ctx)
 
 
-def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds
+def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds, imports=None
                     ) -> tuple[Optional[c.StatementEditor], Optional[c.Analysis], c.Findings]:
     """Decide the insertion for one original module."""
     findings = c.Findings()
-    if "backward" not in module.code:
+    if ".backward(" not in module.code:
         return None, None, findings
-    backwards = [s for s in _expression_lines(module) if _backward_call(s) is not None]
-    if not backwards and ".backward(" not in module.code:
-        return None, None, findings
-    analysis = c.Analysis(module)
+    analysis = c.Analysis(module, imports)
+    backwards = [s for s in analysis.lines if _backward_call(s) is not None]
     if analysis.uses_any(_EXISTING_AMP):
         return None, analysis, findings
     planner = _InsertPlanner(analysis, mode, ids, findings)
@@ -123,12 +122,12 @@ class _InsertPlanner:
         self.findings = findings
         self.editor = c.StatementEditor()
         self.torch = c.torch_alias(analysis.module) or "torch"
-        self.scaler_name = _free_name(analysis.module)
+        self.scaler_name = _free_name(analysis.names)
         self.optimizer_keys, self.optimizer_assignments = self._optimizers()
 
     # -- whole-file refusals -----------------------------------------------------------------------
     def check_file(self, backwards: list[cst.SimpleStatementLine]) -> None:
-        for cls in m.findall(self.a.module, m.ClassDef()):
+        for cls in self.a.classes:
             for base in cls.bases:  # type: ignore[attr-defined]
                 if self.a.resolves_to(base.value, "torch.autograd.Function") or self.a.resolves_to(
                         base.value, "torch.autograd.function.Function"):
@@ -157,25 +156,27 @@ class _InsertPlanner:
             owner = self.a.scope_of(stmt)
             scopes.setdefault(id(owner), _Scope(owner)).backwards.append(stmt)
         recognised = {id(_backward_call(s)) for s in backwards}
-        for call_node in m.findall(self.a.module, m.Call(func=m.Attribute(attr=m.Name("backward")))):
-            if id(call_node) in recognised:
+        for call_node in self.a.calls:
+            if not m.matches(call_node.func, m.Attribute(attr=m.Name("backward"))) or id(call_node) in recognised:
                 continue
             owner = self.a.scope_of(call_node)
             scopes.setdefault(id(owner), _Scope(owner)).odd_backwards.append(call_node)
-        for scope in scopes.values():
-            for stmt in _expression_lines(scope.owner):
-                if self.a.scope_of(stmt) is not scope.owner:
-                    continue
-                call_node = stmt.body[0].value  # type: ignore[attr-defined]
-                if (isinstance(call_node, cst.Call) and m.matches(call_node.func, m.Attribute(attr=m.Name("step")))
-                        and self._is_optimizer(call_node.func.value)):  # type: ignore[attr-defined]
-                    scope.steps.append(stmt)
+        for stmt in self.a.lines:
+            if not m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(m.Call(func=m.Attribute(
+                    attr=m.Name("step"))))])):
+                continue
+            call_node = stmt.body[0].value  # type: ignore[attr-defined]
+            scope = scopes.get(id(self.a.scope_of(stmt)))
+            if scope is not None and self._is_optimizer(call_node.func.value):
+                scope.steps.append(stmt)
         return list(scopes.values())
 
     # -- one function ------------------------------------------------------------------------------
     def plan_scope(self, scope: _Scope, editor: c.StatementEditor) -> None:
         statement_steps = {id(s.body[0].value) for s in scope.steps}  # type: ignore[union-attr]
-        for call_node in m.findall(scope.owner, m.Call(func=m.Attribute(attr=m.Name("step")))):
+        for call_node in self.a.calls:
+            if not m.matches(call_node.func, m.Attribute(attr=m.Name("step"))):
+                continue
             if (id(call_node) not in statement_steps and self.a.scope_of(call_node) is scope.owner
                     and self._is_optimizer(call_node.func.value)):  # type: ignore[attr-defined]
                 raise Skip(call_node, "an optimizer step is not a statement of its own line, so it cannot be "
@@ -240,7 +241,9 @@ class _InsertPlanner:
         self._plan_clipping(scope, scaler, editor)
 
     def _plan_clipping(self, scope: _Scope, scaler: cst.BaseExpression, editor: c.StatementEditor) -> None:
-        for call_node in m.findall(scope.owner, m.Call(func=m.OneOf(m.Attribute(), m.Name()))):
+        for call_node in self.a.calls:
+            if not isinstance(call_node.func, (cst.Attribute, cst.Name)):
+                continue
             short = c.dotted_name_of(call_node.func).rsplit(".", 1)[-1]  # type: ignore[attr-defined]
             if short not in _CLIP_FUNCTIONS or self.a.scope_of(call_node) is not scope.owner:
                 continue
@@ -342,7 +345,9 @@ class _InsertPlanner:
         """Names/attributes assigned a torch.optim optimizer (``optimizer``, ``self.opt_g``) and where."""
         keys: set[str] = set()
         assignments: dict[str, list[cst.SimpleStatementLine]] = {}
-        for stmt in m.findall(self.a.module, m.SimpleStatementLine(body=[m.Assign()])):
+        for stmt in self.a.lines:
+            if len(stmt.body) != 1 or not isinstance(stmt.body[0], cst.Assign):
+                continue
             assign = stmt.body[0]  # type: ignore[attr-defined]
             value = assign.value
             if not isinstance(value, cst.Call):
@@ -374,10 +379,6 @@ def _key(analysis: c.Analysis, node: cst.BaseExpression) -> str:
     return "".join(analysis.module.code_for_node(node).split())
 
 
-def _expression_lines(root: cst.CSTNode) -> list[cst.SimpleStatementLine]:
-    return list(m.findall(root, m.SimpleStatementLine(body=[m.Expr(m.Call())])))
-
-
 def _backward_call(stmt: cst.SimpleStatementLine) -> Optional[cst.Call]:
     if len(stmt.body) != 1 or not isinstance(stmt.body[0], cst.Expr):
         return None
@@ -387,8 +388,7 @@ def _backward_call(stmt: cst.SimpleStatementLine) -> Optional[cst.Call]:
     return None
 
 
-def _free_name(module: cst.Module) -> str:
-    used = c.names_in(module)
+def _free_name(used: set[str]) -> str:
     for name in ("scaler", "grad_scaler", "amp_scaler"):
         if name not in used:
             return name

@@ -106,7 +106,7 @@ class _Planner:
         self.consumed: set[int] = set()
         self.sites: list[InitSite] = []
         self.torch = c.torch_alias(analysis.module) or "torch"
-        self.scaler_name = _free_name(analysis.module, ("scaler", "grad_scaler", "amp_scaler"))
+        self.scaler_name = _free_name(analysis.names, ("scaler", "grad_scaler", "amp_scaler"))
 
     # -- driver ------------------------------------------------------------------------------------
     def plan(self, uses: list[tuple[cst.CSTNode, str]]) -> None:
@@ -283,9 +283,10 @@ class _Planner:
 
     def _plan_steps(self, site: InitSite) -> list[cst.SimpleStatementLine]:
         found: list[cst.SimpleStatementLine] = []
+        step_lines = [line for line in self.a.lines if m.matches(line, m.SimpleStatementLine(
+            body=[m.Expr(m.Call(func=m.Attribute(attr=m.Name("step"))))]))]
         for region in self._region_functions(site):
-            for stmt in m.findall(region, m.SimpleStatementLine(body=[m.Expr(m.Call(func=m.Attribute(
-                    attr=m.Name("step"))))])):
+            for stmt in (line for line in step_lines if self.a.within(line, region)):
                 call_node = stmt.body[0].value  # type: ignore[union-attr]
                 receiver = call_node.func.value
                 if not any(c.same_expr(self.a.module, receiver, o) for o in site.optimizers):
@@ -298,15 +299,16 @@ class _Planner:
         # A step hidden in a larger statement would apply scaled gradients: refuse rather than miss it.
         statement_calls = {id(s.body[0].value) for s in found}  # type: ignore[union-attr]
         for region in self._region_functions(site):
-            for call_node in m.findall(region, m.Call(func=m.Attribute(attr=m.Name("step")))):
+            for call_node in (n for n in self.a.calls if m.matches(n.func, m.Attribute(attr=m.Name("step")))
+                              and self.a.within(n, region)):
                 receiver = call_node.func.value  # type: ignore[attr-defined]
                 if id(call_node) not in statement_calls and any(
                         c.same_expr(self.a.module, receiver, o) for o in site.optimizers):
                     raise Abort(call_node, "an optimizer step is not a statement of its own line, so it "
                                            "cannot be routed through the scaler")
         if not found:
-            elsewhere = [s for s in m.findall(self.a.module, m.Call(func=m.Attribute(attr=m.Name("step"))))
-                         if any(c.same_expr(self.a.module, s.func.value, o) for o in site.optimizers)]
+            elsewhere = [s for s in self.a.calls if m.matches(s.func, m.Attribute(attr=m.Name("step")))
+                         and any(c.same_expr(self.a.module, s.func.value, o) for o in site.optimizers)]
             if elsewhere:
                 raise Abort(site.call, "the optimizer step is outside the function (or class) that calls "
                                        "amp.initialize, where the scaler would not be visible")
@@ -530,8 +532,7 @@ def _param_groups_generator(optimizer: cst.BaseExpression) -> cst.GeneratorExp:
     return cst.GeneratorExp(elt=cst.Name("p"), for_in=outer)
 
 
-def _free_name(module: cst.Module, candidates: tuple[str, ...]) -> str:
-    used = c.names_in(module)
+def _free_name(used: set[str], candidates: tuple[str, ...]) -> str:
     for name in candidates:
         if name not in used:
             return name

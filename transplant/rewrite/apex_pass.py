@@ -29,7 +29,7 @@ def apex_pass(module: cst.Module, ctx, rules: list) -> None:
     if "apex" not in module.code:
         return
     roles = {r.data.get("role"): r for r in rules}
-    analysis = c.Analysis(module)
+    analysis = c.Analysis(module, ctx.imports)
     editor = c.StatementEditor()
     findings = c.Findings()
     consumed: set[int] = set()
