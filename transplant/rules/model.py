@@ -143,6 +143,14 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+# Name components too common in ordinary code to be good prefilter triggers.
+_WEAK_TRIGGERS = frozenset({
+    "torch", "nn", "ops", "mlp", "load", "graph", "graphs", "device", "memory", "random", "common", "trace",
+    "script", "version", "backward", "parallel", "distributed", "transformer", "contrib", "utils", "data",
+    "jit", "backends", "profiler", "stream", "streams", "compile", "sparse", "Event", "RNN", "optimizers",
+    "normalization", "functional", "models", "modules", "init", "seed", "Stream", "matmul", "amp",
+})
+
 COMMON_FIELDS = ("id", "kind", "severity", "message", "tip", "reference", "description")
 
 
@@ -201,10 +209,11 @@ def default_triggers(rule: Rule) -> tuple[str, ...]:
     out: list[str] = []
 
     def longest(qualname: str) -> str:
-        # Every component is spelled somewhere in a file that uses the name; the root (`torch`) is the
-        # least selective, so prefer the longest of the others.
+        # Every component is spelled somewhere in a file that uses the name; pick the most selective:
+        # the longest one that is not a common word (`mmcv.ops` -> mmcv, `torch.cuda.memory` -> cuda).
         parts = qualname.split(".")
-        return max(parts[1:] or parts, key=len)
+        strong = [p for p in parts if p not in _WEAK_TRIGGERS]
+        return max(strong or parts[1:] or parts, key=len)
 
     if isinstance(rule, RenameRule):
         out += [longest(k) for k in rule.map]
