@@ -116,6 +116,18 @@ def _argparse_dest(call: cst.Call) -> Optional[str]:
     return flags[0].lstrip("-").replace("-", "_") if flags else None
 
 
+def _default_key(call: cst.Call, idx: Optional[int]) -> Optional[str]:
+    """The key whose default ``idx`` is: ``d.get('device', X)``/``setdefault``/``pop`` and ``getattr(o, 'device', X)``."""
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value in ("get", "setdefault", "pop") and idx == 1:
+        key = call.args[0].value
+    elif isinstance(func, cst.Name) and func.value == "getattr" and idx == 2 and len(call.args) >= 2:
+        key = call.args[1].value
+    else:
+        return None
+    return key.raw_value.lower() if isinstance(key, cst.SimpleString) else None
+
+
 def _positional_index(call: cst.Call, arg: cst.Arg) -> Optional[int]:
     index = 0
     for a in call.args:
@@ -297,6 +309,8 @@ class LiteralSlots:
                     decided = True
                 elif func_attr in ("startswith", "endswith") and isinstance(call.func, cst.Attribute):
                     names = tuple(_device_test_names(call.func.value))
+                elif _default_key(call, idx) is not None:
+                    names = (_default_key(call, idx),)  # cfg.get('device', 'cuda'), getattr(args, 'device', 'cuda')
                 else:
                     decided = False
         elif where == "compare":
