@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import PYTHON, REPO, UTILS_PY, write_tree
+from cli_helpers import PYTHON, REPO, UTILS_PY, write_tree
 
 
 def temporaries(out: Path) -> list[Path]:

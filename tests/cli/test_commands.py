@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import PYTHON, REPO, write_tree
+from cli_helpers import PYTHON, REPO, write_tree
 from transplant.rules import load_ruleset
 
 

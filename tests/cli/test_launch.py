@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import MODEL_PY, TRAIN_PY, write_tree
+from cli_helpers import MODEL_PY, TRAIN_PY, write_tree
 from transplant.launch import choose_entry, is_entry_candidate, render_launch_script
 
 FAKE_TORCHRUN = """#!/usr/bin/env bash

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import MODEL_PY, TRAIN_PY, UTILS_PY, tree_bytes, write_tree
+from cli_helpers import MODEL_PY, TRAIN_PY, UTILS_PY, tree_bytes, write_tree
 
 REPORTS = {"change_list.csv", "unsupported_api.csv", "cuda_op_list.csv", "transplant_report.json",
            "transplant.log", "run_distributed_npu.sh"}

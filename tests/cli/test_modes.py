@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.conftest import MODEL_PY, tree_bytes, write_tree
+from cli_helpers import MODEL_PY, tree_bytes, write_tree
 
 
 def test_diff_prints_unified_diff_and_writes_nothing(invoke, project: Path, tmp_path: Path) -> None:

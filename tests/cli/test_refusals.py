@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import tree_bytes, write_tree
+from cli_helpers import tree_bytes, write_tree
 
 
 def assert_refused(result, fragment: str) -> None:

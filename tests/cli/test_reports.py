@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from tests.cli.conftest import write_tree
+from cli_helpers import write_tree
 
 CHANGE_HEADER = ["File", "Start Line", "End Line", "Operation Type", "Message",
                  "Column", "Rule", "Severity", "Before", "After"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.conftest import write_tree
+from cli_helpers import write_tree
 
 SOURCE = b'import torch\nimport mylib\n\ntorch.cuda.set_device(0)\nx = torch.ones(1).to("cuda")\nmylib.cuda_thing()\n'
 
