@@ -37,6 +37,12 @@ RUN_TIMEOUT = 300
 # so Self-MM (dropout 0.1) is comparable step by step with the CPU reference. ALBERT has no dropout.
 EMULATOR_ENV = {"TRANSPLANT_NPU_COUNT": "1", "TRANSPLANT_NPU_RNG": "shared"}
 
+# Environment variables that switch the emulator or auto mode on or change how they behave.
+_RUN_MODE_VARIABLES = {
+    "TRANSPLANT_EMULATE", "TRANSPLANT_AUTO", "TRANSPLANT_AUTO_QUIET", "TRANSPLANT_AUTO_REPORT",
+    "TRANSPLANT_STRICT_CUDA", "TRANSPLANT_NPU_COUNT", "TRANSPLANT_NPU_RNG",
+}
+
 SELFMM_EPOCHS = 5
 ALBERT_STEPS = 20
 
@@ -74,7 +80,8 @@ def run_process(
     timeout: float = RUN_TIMEOUT,
 ) -> Run:
     """Run a command in a new session; on timeout kill its whole process group and fail."""
-    full_env = dict(os.environ)
+    # the caller decides what is emulated: no such setting leaks in from the test process
+    full_env = {k: v for k, v in os.environ.items() if k not in _RUN_MODE_VARIABLES}
     # one intra-op thread: the runs share two cores with each other and with the test process
     full_env.setdefault("OMP_NUM_THREADS", "1")
     full_env.update(env or {})
