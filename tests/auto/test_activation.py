@@ -39,7 +39,7 @@ def test_environment_switch_reaches_children(auto_env, tmp_path):
                           capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result == {"parent": "npu:0", "auto_loaded": True, "subprocess": "npu:0", "spawn": "npu:0"}
+    assert result == {"parent": "npu:0", "auto_loaded": True, "spawn": "npu:0"}
     banners = [line for line in proc.stderr.splitlines() if line.startswith("transplant.auto: CUDA calls")]
     assert len(banners) == 1, proc.stderr
 

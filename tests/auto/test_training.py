@@ -24,29 +24,45 @@ def migrated(tmp_path_factory, auto_paths) -> Path:
 
 
 @pytest.fixture
-def run_script(auto_env):
-    return lambda *args, **kwargs: _run(auto_env, *args, **kwargs)
+def run_pair(auto_env):
+    """Run the original script under auto mode and the migrated one, side by side (2 cores)."""
+
+    def run(original: Path, migrated_script: Path, tmp: Path, *, nproc: int | None = None) -> tuple[dict, dict]:
+        report = tmp / "changes.csv"
+        jobs = [
+            _start(auto_env, original, tmp / "auto.json", nproc,
+                   {"TRANSPLANT_AUTO": "1", "TRANSPLANT_AUTO_QUIET": "1", "TRANSPLANT_AUTO_REPORT": str(report)}),
+            _start(auto_env, migrated_script, tmp / "offline.json", nproc, {}),
+        ]
+        return tuple(_finish(*job) for job in jobs)
+
+    return run
 
 
-def _run(emulator_env, script: Path, out: Path, *, auto: bool, nproc: int | None = None,
-         report: Path | None = None) -> dict:
-    extra = {"TRANSPLANT_AUTO": "1", "TRANSPLANT_AUTO_QUIET": "1"} if auto else {}
-    if report is not None:
-        extra["TRANSPLANT_AUTO_REPORT"] = str(report)
-    command = [sys.executable, "-m", "transplant.emulate.runner"]
-    if nproc:
-        command += ["--nproc", str(nproc)]
-    command += [str(script), "--out", str(out)]
-    proc = subprocess.run(command, env=emulator_env(**extra), capture_output=True, text=True, cwd=str(out.parent),
-                          timeout=240)
-    assert proc.returncode == 0, f"{script.name} (auto={auto}) failed:\n{proc.stderr[-4000:]}"
+def _start(emulator_env, script: Path, out: Path, nproc: int | None, extra: dict):
+    from transplant.emulate.runner import build_command
+
+    command = build_command([str(script), "--out", str(out)], nproc=nproc)
+    env = emulator_env(**extra)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(out.parent))
+    return proc, script, out
+
+
+def _finish(proc, script: Path, out: Path) -> dict:
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"{script} failed:\n{stderr[-4000:]}"
     return json.loads(out.read_text())
 
 
-def test_single_device_and_cuda_amp_match_offline_migration(migrated, run_script, tmp_path):
+def test_single_device_and_cuda_amp_match_offline_migration(migrated, run_pair, tmp_path):
     script = "train_single.py"
-    auto = run_script(SCRIPTS / script, tmp_path / "auto.json", auto=True, report=tmp_path / "changes.csv")
-    offline = run_script(migrated / script, tmp_path / "offline.json", auto=False)
+    auto, offline = run_pair(SCRIPTS / script, migrated / script, tmp_path)
     assert auto == offline
     assert auto["device"] == "npu:0"
     assert len(auto["losses"]) == 8 and auto["losses"][-1] < auto["losses"][0]
@@ -61,10 +77,9 @@ def test_single_device_and_cuda_amp_match_offline_migration(migrated, run_script
 
 
 @pytest.mark.slow
-def test_ddp_nccl_two_ranks_matches_offline_migration(migrated, run_script, tmp_path):
+def test_ddp_nccl_two_ranks_matches_offline_migration(migrated, run_pair, tmp_path):
     report = tmp_path / "changes.csv"
-    auto = run_script(SCRIPTS / "train_ddp.py", tmp_path / "auto.json", auto=True, nproc=2, report=report)
-    offline = run_script(migrated / "train_ddp.py", tmp_path / "offline.json", auto=False, nproc=2)
+    auto, offline = run_pair(SCRIPTS / "train_ddp.py", migrated / "train_ddp.py", tmp_path, nproc=2)
     assert auto == offline
     assert auto["backend"] == "hccl"
     with open(report, newline="") as handle:
