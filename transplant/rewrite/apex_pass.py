@@ -164,3 +164,6 @@ def plan_apex_imports(analysis: c.Analysis, editor: c.StatementEditor, findings:
             for s in block.body:  # type: ignore[union-attr]
                 editor.replace_stmt.pop(s, None)
             editor.remove(owner)
+            findings.changes.append(analysis.change(
+                rule, owner, Operation.DELETE, "try/except ImportError around the removed apex import removed "
+                "(its handler could only run if that import failed)", "safe", after="", before="try:"))
