@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import libcst as cst
-from libcst._nodes.internal import CodegenState
 from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
 
 from transplant.results import Change, Operation, Unsupported
@@ -36,7 +35,13 @@ class _PendingChange:
     after_node: bool = False  # an insert after ``node``: the row's line is the one following it
 
 
-class _SparsePositions(CodegenState):
+try:  # libcst has no public hook into its code generator; this one has been stable since 0.3
+    from libcst._nodes.internal import CodegenState
+except ImportError:  # pragma: no cover - a future libcst: fall back to PositionProvider
+    CodegenState = None  # type: ignore[assignment,misc]
+
+
+class _SparsePositions(CodegenState or object):  # type: ignore[misc]
     """Codegen that records positions only for the requested nodes.
 
     libcst's PositionProvider records every node (several times the cost of printing); reports need a
@@ -205,7 +210,7 @@ class FileContext:
 
     def finish_rows(self) -> tuple[list[Change], list[Unsupported]]:
         """Rows with original-file positions, sorted by position."""
-        if self._positions is None:
+        if self._positions is None and CodegenState is not None:
             targets = {id(r.node) for r in [*self.changes, *self.unsupported] if r.node is not None}
             if targets or self.edits:
                 state = _SparsePositions(self.module, targets)

@@ -14,7 +14,6 @@ from typing import Optional, Sequence, Union
 
 import libcst as cst
 
-from transplant.results import Operation
 from transplant.rewrite.context import FileContext
 from transplant.rewrite.names import build_dotted, module_name
 from transplant.rules import RenameRule, Rule, RuleSet, UnsupportedRule
@@ -249,4 +248,4 @@ def _with_dotted(updated: cst.CSTNode, text: str) -> cst.CSTNode:
     return new
 
 
-__all__ = ["NameIndex", "NameHit", "QualifiedNames", "Operation"]
+__all__ = ["NameIndex", "NameHit", "QualifiedNames"]
