@@ -201,7 +201,7 @@ def test_leftover_cuda_fails_as_on_a_cuda_less_host(npu) -> None:
                lambda: t.to("cuda:0"), lambda: torch.cuda.synchronize()):
         with pytest.raises((AssertionError, RuntimeError), match="Torch not compiled with CUDA enabled"):
             fn()
-    assert torch.cuda.is_available() is False  # silent unless strict mode (see test_strict_cuda)
+    assert torch.cuda.is_available() is False  # silent unless strict mode (see test_npu_strict_cuda)
 
 
 def test_multi_device(npu) -> None:
