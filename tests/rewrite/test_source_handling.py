@@ -129,3 +129,11 @@ def test_rewriter_never_imports_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_deeply_nested_expression_does_not_crash(ruleset) -> None:
+    source = b"import torch\nx = " + b"(" * 400 + b"torch.zeros(1).cuda()" + b")" * 400 + b"\n"
+    result = rewrite_source(source, "deep.py", ruleset)
+    assert result.status in (Status.CHANGED, Status.FAILED)
+    if result.status is Status.FAILED:
+        assert result.reason.startswith("deep.py:")

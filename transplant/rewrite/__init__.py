@@ -99,12 +99,17 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
     except (RecursionError, MemoryError, ValueError) as exc:  # pathological inputs; never crash the run
         return _failure(path, f"{path}:1: libcst could not parse the file: {type(exc).__name__}")
 
-    from transplant.rewrite.engine import analyse, apply
-
     try:
-        ctx = analyse(path, module, ruleset, frozenset(project_modules), body, flow)
+        return _rewrite_parsed(module, path, ruleset, text, body, tail, encoding, frozenset(project_modules), flow)
     except RecursionError:
         return _failure(path, f"{path}:1: expressions nested too deeply to analyse")
+
+
+def _rewrite_parsed(module: cst.Module, path: str, ruleset: RuleSet, text: str, body: str, tail: str,
+                    encoding: str, project_modules: frozenset[str], flow: Optional["FlowFacts"]) -> FileResult:
+    from transplant.rewrite.engine import analyse, apply
+
+    ctx = analyse(path, module, ruleset, project_modules, body, flow)
     changes, unsupported = ctx.finish_rows()
     if not ctx.has_edits():
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
