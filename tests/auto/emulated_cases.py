@@ -366,6 +366,23 @@ def legacy_typed_tensors():
             assert ours[0].filename == __file__ and "float64" in str(ours[0].message)
 
 
+@case("torch.set_default_tensor_type")
+def default_tensor_type_strings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates set_default_tensor_type itself
+        try:
+            torch.set_default_tensor_type("torch.cuda.HalfTensor")
+            x = torch.zeros(2)
+            assert x.device == NPU0 and x.dtype == torch.float16
+            torch.set_default_tensor_type(torch.cuda.FloatTensor)
+            assert torch.ones(1).dtype == torch.float32 and torch.ones(1).device == NPU0
+        finally:
+            torch.set_default_device(None)
+            torch.set_default_dtype(torch.float32)
+        torch.set_default_tensor_type(torch.FloatTensor)
+    assert torch.zeros(1).device.type == "cpu" and torch.zeros(1).dtype == torch.float32
+
+
 @case("torch.nn.Module.to", "torch.nn.Module.to_empty", "torch.nn.Module.cuda")
 def module_moves():
     for move in (lambda m: m.to("cuda"), lambda m: m.to(torch.device("cuda:0")), lambda m: m.to(0),

@@ -478,6 +478,27 @@ def _patch_tensor_type(p: Patcher) -> None:
     functools.update_wrapper(type_, original_type)
     p.set(torch.Tensor, "type", type_, "torch.Tensor.type", "'torch.cuda.XTensor' -> NPU")
 
+    original_default = getattr(torch, "set_default_tensor_type", None)
+    if original_default is None:
+        return
+
+    def set_default_tensor_type(t):
+        key = t if isinstance(t, str) else getattr(t, "__transplant_api__", None)
+        entry = legacy.get(key) if key is not None else None
+        if entry is None:
+            return original_default(t)
+        target, source_dtype, target_dtype = entry
+        record("torch.set_default_tensor_type", "tensor_type", key, target)
+        if source_dtype != target_dtype:
+            _warn_dtype(key, target, source_dtype, target_dtype)
+        # what a CUDA default tensor type means: this dtype, created on the accelerator
+        torch.set_default_dtype(target_dtype)
+        torch.set_default_device("npu")
+
+    functools.update_wrapper(set_default_tensor_type, original_default)
+    p.set(torch, "set_default_tensor_type", set_default_tensor_type, "torch.set_default_tensor_type",
+          "'torch.cuda.XTensor' -> default dtype + default device npu")
+
 
 def _warn_dtype(source: str, target: str, source_dtype, target_dtype) -> None:
     file, line, _ = _record.user_site(sys._getframe(2))
