@@ -137,3 +137,53 @@ def test_step_hidden_in_a_one_line_block_blocks_the_rewrite() -> None:
     assert result.status is Status.UNCHANGED
     assert {u.rule for u in result.unsupported} == {"TP405"}
     assert all("not a statement of its own line" in u.tip for u in result.unsupported)
+
+
+def test_scaler_goes_where_its_guard_can_be_evaluated() -> None:
+    """Under ``if __name__ == "__main__":`` the fp16 flag only exists inside the block: create it there."""
+    out = text(migrate('''
+        import argparse
+        import torch
+
+        if __name__ == "__main__":
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--fp16", action="store_true")
+            args = parser.parse_args()
+            model = torch.nn.Linear(4, 1)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            if args.fp16:
+                from apex import amp
+                model, optimizer = amp.initialize(model, optimizer, opt_level="O1")
+            for step in range(3):
+                loss = model(torch.randn(2, 4)).sum()
+                if args.fp16:
+                    with amp.scale_loss(loss, optimizer) as scaled_loss:
+                        scaled_loss.backward()
+                else:
+                    loss.backward()
+                optimizer.step()
+    '''))
+    assert ("    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "    scaler = torch.amp.GradScaler('npu', enabled=args.fp16)\n    for step in range(3):") in out
+    assert "apex" not in out
+
+
+def test_guard_that_cannot_be_evaluated_for_every_use_is_reported() -> None:
+    result = migrate('''
+        import torch
+        from apex import amp
+
+        def train(cfg, model, optimizer, loader):
+            if cfg.amp:
+                level = cfg.level
+                if level:
+                    model, optimizer = amp.initialize(model, optimizer)
+            for x in loader:
+                loss = model(x).sum()
+                with amp.scale_loss(loss, optimizer) as scaled_loss:
+                    scaled_loss.backward()
+                optimizer.step()
+    ''')
+    assert result.status is Status.UNCHANGED
+    assert {u.rule for u in result.unsupported} == {"TP405"}
+    assert all("cannot be evaluated" in u.tip for u in result.unsupported)

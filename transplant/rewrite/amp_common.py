@@ -409,23 +409,30 @@ class _Inventory(cst.CSTVisitor):
         return True
 
 
+def names_in_all(nodes: Sequence[cst.CSTNode]) -> set[str]:
+    out: set[str] = set()
+    for node in nodes:
+        out |= names_in(node)
+    return out
+
+
 def enclosing_guards(analysis: Analysis, stmt: cst.BaseStatement, stop: cst.CSTNode
-                     ) -> tuple[list[cst.BaseExpression], Optional[str]]:
+                     ) -> tuple[list[tuple[cst.BaseExpression, cst.If]], Optional[str]]:
     """Conditions under which ``stmt`` runs, up to ``stop`` (a function or the module).
 
-    Returns (conditions, problem). ``try`` bodies are looked through; loops, ``with`` blocks, exception
+    Returns ((condition, its ``if``) outermost first, problem). ``try`` bodies are looked through; loops, ``with`` blocks, exception
     handlers and nested definitions are a problem (the caller reports it and rewrites nothing).
     """
-    guards: list[cst.BaseExpression] = []
+    guards: list[tuple[cst.BaseExpression, cst.If]] = []
     child: cst.CSTNode = stmt
     for ancestor in analysis.ancestors(stmt):
         if ancestor is stop:
             return guards, None
         if isinstance(ancestor, cst.If):
             if ancestor.body is child:
-                guards.insert(0, ancestor.test)
+                guards.insert(0, (ancestor.test, ancestor))
             else:  # reached through ``else:`` or an ``elif`` chain
-                guards.insert(0, negate(ancestor.test))
+                guards.insert(0, (negate(ancestor.test), ancestor))
         elif isinstance(ancestor, (cst.For, cst.While)):
             return guards, "it runs inside a loop"
         elif isinstance(ancestor, (cst.With, cst.ExceptHandler, cst.Finally)):
@@ -437,17 +444,6 @@ def enclosing_guards(analysis: Analysis, stmt: cst.BaseStatement, stop: cst.CSTN
         child = ancestor
     return guards, None
 
-
-def outermost_statement(analysis: Analysis, stmt: cst.BaseStatement, stop: cst.CSTNode) -> cst.BaseStatement:
-    """The statement of ``stop``'s own body (function body / module) that contains ``stmt``."""
-    body = stop if isinstance(stop, cst.Module) else stop.body
-    top = analysis.top_statement_in(stmt, body) if isinstance(body, (cst.IndentedBlock, cst.Module)) else None
-    return top or stmt
-
-
-# --------------------------------------------------------------------------------------------------
-# Applying a plan
-# --------------------------------------------------------------------------------------------------
 
 @dataclass
 class Wrap:

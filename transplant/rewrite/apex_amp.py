@@ -58,11 +58,18 @@ class InitSite:
     scope: Union[cst.FunctionDef, cst.Module]
     models: list[cst.BaseExpression]
     optimizers: list[cst.BaseExpression]
-    guards: list[cst.BaseExpression]
+    guards: list[tuple[cst.BaseExpression, cst.If]]  # (condition, the ``if`` it comes from), outermost first
     scaler: cst.BaseExpression = field(default_factory=lambda: cst.Name("scaler"))
     autocast_dtype: Optional[str] = "float16"
     autocast_enabled: Optional[cst.BaseExpression] = None
     uses_self: bool = False
+    enabled_extra: Optional[cst.BaseExpression] = None   # amp.initialize(enabled=...)
+    scaler_args: list[cst.Arg] = field(default_factory=list)
+    rebinding: Optional[cst.SimpleStatementLine] = None
+    message: str = ""
+    severity: str = "safe"
+    uses: list[cst.CSTNode] = field(default_factory=list)  # rewritten uses that need the scaler
+    backward_stmts: list[cst.BaseStatement] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,10 @@ class _Planner:
         for short in ("state_dict", "load_state_dict"):
             for call_node, _ in calls.get(f"{APEX_AMP}.{short}", []):
                 self._plan_state(call_node, short)
+        for site in self.sites:
+            self._place_scaler(site)
+            for with_stmt in site.backward_stmts:
+                self._plan_autocast(site, with_stmt)
 
     # -- amp.initialize ----------------------------------------------------------------------------
     def _plan_init(self, call_node: cst.Call) -> InitSite:
@@ -162,7 +173,7 @@ class _Planner:
         guards, problem = c.enclosing_guards(self.a, stmt, scope)
         if problem:
             raise Abort(call_node, f"amp.initialize cannot be moved: {problem}")
-        if not all(c.is_pure_condition(g) for g in guards):
+        if not all(c.is_pure_condition(g) for g, _owner in guards):
             raise Abort(call_node, "the condition guarding amp.initialize has side effects")
         site = InitSite(call=call_node, stmt=stmt, scope=scope, models=models, optimizers=optimizers,
                         guards=guards)
@@ -205,16 +216,9 @@ class _Planner:
                              "an overflowing step is skipped and the scale halved")
             else:
                 notes.append("loss_scale is not a literal: dynamic loss scaling (GradScaler defaults) used")
-        elif level == "O0":
-            pass
-        enabled_parts = list(guards)
-        if enabled is not None:
-            enabled_parts.append(enabled.value)
+        site.enabled_extra = enabled.value if enabled is not None else None
         if level == "O0":
             scaler_args.append(c.kwarg("enabled", cst.Name("False")))
-        elif enabled_parts:
-            scaler_args.append(c.kwarg("enabled", c.and_all(enabled_parts)))  # type: ignore[arg-type]
-        site.autocast_enabled = c.and_all(enabled_parts)
         dropped = [a.keyword.value for a in call_node.args
                    if a.keyword is not None and a.keyword.value in _DROPPED_INIT_KWARGS]
         unknown = [a.keyword.value for a in call_node.args if a.keyword is not None and a.keyword.value not in
@@ -223,11 +227,8 @@ class _Planner:
             raise Abort(call_node, f"amp.initialize argument(s) {', '.join(unknown)} not understood")
         if dropped:
             notes.append(f"dropped apex-only argument(s) {', '.join(dropped)}")
-
-        scaler_stmt = c.assign_stmt(site.scaler, c.call(cst.Attribute(
-            value=c.dotted(f"{self.torch}.amp"), attr=cst.Name("GradScaler")), *scaler_args))
+        site.scaler_args = scaler_args
         # The assignment's targets: keep a rebinding only when they differ from the arguments.
-        rebinding: Optional[cst.SimpleStatementLine] = None
         if isinstance(small, cst.Assign):
             if len(small.targets) != 1:
                 raise Abort(call_node, "chained assignment of amp.initialize")
@@ -238,31 +239,70 @@ class _Planner:
                 raise Abort(call_node, "amp.initialize's result is unpacked in an unexpected way")
             wanted = [models_arg.value, optim_arg.value]
             if not (len(targets) == 2 and all(c.same_expr(self.a.module, t, w) for t, w in zip(targets, wanted))):
-                rebinding = stmt.with_changes(body=[small.with_changes(
+                site.rebinding = stmt.with_changes(body=[small.with_changes(
                     value=cst.Tuple(elements=[cst.Element(models_arg.value, comma=cst.Comma(
                         whitespace_after=cst.SimpleWhitespace(" "))), cst.Element(optim_arg.value)],
                         lpar=[], rpar=[]))])
-        message = "; ".join(["amp.initialize replaced by torch.amp.GradScaler('npu')"] + notes)
-        severity = "review" if notes else "safe"
-        if guards:
-            outer = c.outermost_statement(self.a, stmt, scope)
-            self.editor.before[outer].append(scaler_stmt)
-            if rebinding is None:
-                self.editor.remove(stmt)
-            else:
-                self.editor.replace_stmt[stmt] = lambda _u, r=rebinding: [r]
-            self.findings.changes.append(self.a.change(
-                self.ids.rewrite, stmt, Operation.MODIFY, message, severity,
-                after=self.a.module.code_for_node(scaler_stmt).strip()))
-        else:
-            replacement = [scaler_stmt] + ([rebinding] if rebinding is not None else [])
-            self.editor.replace_stmt[stmt] = lambda upd, r=replacement: [
-                r[0].with_changes(leading_lines=upd.leading_lines)] + r[1:]
-            self.findings.changes.append(self.a.change(
-                self.ids.rewrite, stmt, Operation.MODIFY, message, severity,
-                after=self.a.module.code_for_node(scaler_stmt).strip()))
+        site.message = "; ".join(["amp.initialize replaced by torch.amp.GradScaler('npu')"] + notes)
+        site.severity = "review" if notes else "safe"
         self.consumed.add(id(stmt))
         return site
+
+    def _place_scaler(self, site: InitSite) -> None:
+        """Create the scaler where it exists on every path to its uses, enabled exactly when apex was.
+
+        Candidates are the guarding ``if`` statements that sit directly in a block, outermost first: the
+        scaler goes before the first one whose remaining conditions can be evaluated there (no name in
+        them is assigned inside that ``if``) and after which every use of the scaler lies.
+        """
+        stmt = site.stmt
+        chosen: Optional[int] = None
+        if site.guards:
+            for index, (_cond, owner) in enumerate(site.guards):
+                suite = self.a.parent(owner)
+                if not isinstance(suite, (cst.IndentedBlock, cst.Module)):
+                    continue  # an ``elif``: not a statement of its own
+                inner = [cond for cond, _o in site.guards[index + 1:]]
+                if c.names_in_all(inner) & _assigned_names(owner):
+                    continue
+                if index > 0 and not all(self._after_in(use, owner, suite) for use in site.uses):
+                    continue
+                chosen = index
+                break
+            if chosen is None:
+                raise Abort(site.call, "the condition guarding amp.initialize cannot be evaluated where the "
+                                       "scaler would have to be created for all of its uses")
+        conditions = [cond for cond, _o in site.guards[chosen or 0:]] if site.guards else []
+        if site.enabled_extra is not None:
+            conditions.append(site.enabled_extra)
+        scaler_args = list(site.scaler_args)
+        has_enabled = any(a.keyword is not None and a.keyword.value == "enabled" for a in scaler_args)
+        if conditions and not has_enabled:
+            scaler_args.append(c.kwarg("enabled", c.and_all(conditions)))  # type: ignore[arg-type]
+        site.autocast_enabled = c.and_all(conditions)
+        scaler_stmt = c.assign_stmt(site.scaler, c.call(cst.Attribute(
+            value=c.dotted(f"{self.torch}.amp"), attr=cst.Name("GradScaler")), *scaler_args))
+        after = self.a.module.code_for_node(scaler_stmt).strip()
+        if chosen is not None:
+            self.editor.before[site.guards[chosen][1]].append(scaler_stmt)
+            if site.rebinding is None:
+                self.editor.remove(stmt)
+            else:
+                self.editor.replace_stmt[stmt] = lambda _u, r=site.rebinding: [r]
+        else:
+            replacement = [scaler_stmt] + ([site.rebinding] if site.rebinding is not None else [])
+            self.editor.replace_stmt[stmt] = lambda upd, r=replacement: [
+                r[0].with_changes(leading_lines=upd.leading_lines)] + r[1:]
+        self.findings.changes.append(self.a.change(self.ids.rewrite, stmt, Operation.MODIFY, site.message,
+                                                   site.severity, after=after))
+
+    def _after_in(self, use: cst.CSTNode, owner: cst.BaseStatement, suite: cst.CSTNode) -> bool:
+        """Is ``use`` inside ``owner`` or in a later statement of ``suite``?"""
+        top = self.a.top_statement_in(use, suite)  # type: ignore[arg-type]
+        if top is None:
+            return False
+        body = list(suite.body)  # type: ignore[attr-defined]
+        return body.index(top) >= body.index(owner)
 
     # -- optimizer.step() --------------------------------------------------------------------------
     def _region_functions(self, site: InitSite) -> list[cst.CSTNode]:
@@ -325,6 +365,7 @@ class _Planner:
                 self.ids.rewrite, stmt, Operation.MODIFY, "optimizer step goes through the loss scaler", "safe",
                 after=self.a.module.code_for_node(new_call)))
             self.consumed.add(id(stmt))
+            site.uses.append(stmt)
             if last_in_suite[id(self.a.parent(stmt))] is stmt:
                 update = c.expr_stmt(c.method_call(site.scaler, "update"))
                 self.editor.after[stmt].append(update)
@@ -372,7 +413,8 @@ class _Planner:
         self.findings.changes.append(self.a.change(
             self.ids.rewrite, with_stmt, Operation.MODIFY, "amp.scale_loss replaced by scaler.scale(loss)" + note,
             "safe", after=self.a.module.code_for_node(scaled)))
-        self._plan_autocast(site, with_stmt)
+        site.uses.append(with_stmt)
+        site.backward_stmts.append(with_stmt)
 
     def _plan_autocast(self, site: InitSite, backward_stmt: cst.BaseStatement) -> None:
         if site.autocast_dtype is None:
@@ -423,6 +465,7 @@ class _Planner:
             params = _param_groups_generator(optimizer)
         self.editor.replace_expr[call_node] = lambda _u, p=params: p
         self.consumed.add(id(call_node))
+        site.uses.append(call_node)
         clip = self.a.parent(self.a.parent(call_node))
         stmt = self.a.statement_of(call_node)
         steps = stepped[id(site)]
@@ -464,6 +507,7 @@ class _Planner:
         self.editor.replace_expr[call_node] = lambda upd, s=site: upd.with_changes(  # type: ignore[attr-defined]
             func=cst.Attribute(value=s.scaler, attr=cst.Name(method)))
         self.consumed.add(id(call_node))
+        site.uses.append(call_node)
         self.findings.changes.append(self.a.change(
             self.ids.rewrite, call_node, Operation.MODIFY,
             f"amp.{method} replaced by the GradScaler's (checkpoints written by apex hold a different layout)",
@@ -515,6 +559,22 @@ def _is_definition(stmt: cst.BaseStatement) -> bool:
     return isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) or (
         isinstance(stmt, cst.SimpleStatementLine)
         and any(isinstance(s, (cst.Import, cst.ImportFrom, cst.Global, cst.Nonlocal)) for s in stmt.body))
+
+
+def _assigned_names(root: cst.CSTNode) -> set[str]:
+    """Names bound anywhere inside ``root`` (assignments, loop/with targets, imports, definitions)."""
+    bound: set[str] = set()
+    for target in m.findall(root, m.OneOf(m.AssignTarget(), m.AugAssign(), m.AnnAssign(), m.For(), m.CompFor(),
+                                          m.AsName(), m.NamedExpr())):
+        node = getattr(target, "target", None) or getattr(target, "name", None)
+        if node is not None:
+            bound |= c.names_in(node)
+    for alias in m.findall(root, m.ImportAlias()):
+        if alias.asname is None:  # type: ignore[attr-defined]
+            bound.add(c.dotted_name_of(alias.name).split(".")[0])  # type: ignore[attr-defined]
+    for definition in m.findall(root, m.OneOf(m.FunctionDef(), m.ClassDef())):
+        bound.add(definition.name.value)  # type: ignore[attr-defined]
+    return bound
 
 
 def _elements(node: cst.BaseExpression) -> list[cst.BaseExpression]:
