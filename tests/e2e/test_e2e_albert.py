@@ -24,7 +24,9 @@ from e2e_support import (
     check_untouched,
     compare_or_update_golden,
     free_port,
+    migrate,
     read_records,
+    read_rows,
     run_process,
     transplant_run,
 )
@@ -145,6 +147,17 @@ def test_launcher_targets_the_trainer(albert_migrated: Path) -> None:
     assert re.search(r"^default_entry=['\"]?run_classifier\.py['\"]?$", script.read_text(), re.M)
 
 
+def test_second_migration_changes_nothing(tmp_path: Path) -> None:
+    """Migrating the migrated code again is a no-op: every Python file comes back byte for byte."""
+    golden = ALBERT / "expected_npu"
+    done = migrate(golden, tmp_path / "again")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert read_rows(tmp_path / "again" / "change_list.csv") == []
+    for source in golden.rglob("*.py"):
+        rel = source.relative_to(golden)
+        assert (tmp_path / "again" / rel).read_bytes() == source.read_bytes(), rel
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs on the emulated NPU
 
@@ -210,6 +223,18 @@ def test_distributed_launcher_two_ranks_on_emulated_hccl(albert_migrated: Path, 
     assert digests[0] and digests[0] == digests[1]
     # rank 0 saved the model and evaluated it
     assert (albert_work / "ddp" / "albert" / "eval_results.txt").is_file()
+
+
+def test_unmigrated_original_is_caught_by_strict_cuda(albert_work: Path) -> None:
+    """Without migration or auto mode the original would silently run on the CPU of an Ascend host;
+    ``transplant run --strict-cuda`` stops it at its first CUDA query, naming the line."""
+    args, loss_log = albert_args(albert_work, "strict")
+    run = transplant_run(args, cwd=ORIGINAL, env=EMULATOR_ENV, loss_log=loss_log, strict_cuda=True)
+    assert run.returncode != 0
+    lines = (ORIGINAL / "run_classifier.py").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, start=1) if "torch.cuda.is_available()" in text)
+    assert f"torch.cuda.is_available() at {ORIGINAL / 'run_classifier.py'}:{line}" in run.stderr, run.describe()
+    assert run.losses == []
 
 
 def test_fp16_trains_on_emulated_npu(albert_migrated: Path, albert_work: Path) -> None:

@@ -11,13 +11,19 @@ from e2e_support import (
     EMULATOR_ENV,
     SELFMM,
     SELFMM_EPOCHS,
+    Construct,
     Run,
+    Untouched,
     assert_finite,
+    check_construct,
+    check_untouched,
+    compare_or_update_golden,
+    migrate,
+    read_rows,
     relative_difference,
     selfmm_args,
     transplant_run,
 )
-from e2e_support import Construct, Untouched, check_construct, check_untouched, compare_or_update_golden
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +125,17 @@ def test_non_device_code_untouched(item: Untouched, selfmm_migrated: Path) -> No
 def test_entry_imports_torch_npu(selfmm_migrated: Path) -> None:
     source = (selfmm_migrated / "run.py").read_text()
     assert "import torch_npu" in source
+
+
+def test_second_migration_changes_nothing(tmp_path: Path) -> None:
+    """Migrating the migrated code again is a no-op: every Python file comes back byte for byte."""
+    golden = SELFMM / "expected_npu"
+    done = migrate(golden, tmp_path / "again")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert read_rows(tmp_path / "again" / "change_list.csv") == []
+    for source in golden.rglob("*.py"):
+        rel = source.relative_to(golden)
+        assert (tmp_path / "again" / rel).read_bytes() == source.read_bytes(), rel
 
 
 # ---------------------------------------------------------------------------------------------
