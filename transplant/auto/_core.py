@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from . import _record
-from ._devices import CudaLocations, npu_backend, npu_device, npu_device_cached, npu_device_or_index, npu_string
+from ._devices import CudaLocations, npu_backend, npu_device, npu_device_cached, npu_device_or_index
 from ._hooks import FINDER
 from ._policy import CallerPolicy, Config
 from ._record import HITS, record

@@ -3,13 +3,12 @@
 ``TRANSPLANT_AUTO=1`` imports :mod:`transplant.auto` at interpreter start-up, long before the
 script imports torch. Importing torch there would cost every Python process a second, so the
 patching waits until torch itself is imported; optional torch submodules that are expensive
-to import (FSDP, ``torch.utils._device``) are patched the same way, when the program imports them.
+to import (FSDP, pipelining) are patched the same way, when the program imports them.
 """
 
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
 import logging
 import sys
 import threading
