@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+import time
 from pathlib import Path
 
 from cli_helpers import MODEL_PY, tree_bytes, write_tree
@@ -76,3 +79,29 @@ def test_diff_and_check_together(invoke, project: Path) -> None:
     result = invoke("-i", project, "--diff", "--check")
     assert result.exit_code == 1
     assert "+++ b/train.py" in result.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch) -> None:
+    from transplant.cli import _Progress
+
+    for stream, expect_bar in ((_Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        progress = _Progress(quiet=False)
+        progress.start(3)
+        time.sleep(0.6)  # the bar appears after half a second on a terminal, after ten elsewhere
+        for _ in range(3):
+            progress.advance()
+        progress.close()
+        assert ("/3 [" in stream.getvalue()) is expect_bar  # tqdm: "  1/3 [00:00<...]"
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    progress = _Progress(quiet=True)
+    progress.start(3)
+    progress.advance()
+    progress.close()
+    assert quiet.getvalue() == ""
