@@ -233,7 +233,7 @@ def _first_arg_device(original, api: str, key: str = "device", index: int = 0, i
     return wrapper
 
 
-def _bound(original, api: str, converters: dict, defaults: dict | None = None, skip_self: bool = False):
+def _bound(original, api: str, converters: dict, defaults: dict | None = None):
     """For rarely called APIs with positional device parameters: bind, convert, call.
 
     ``converters`` maps parameter name -> (function returning the new value or None, kind).
