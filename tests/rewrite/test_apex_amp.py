@@ -187,3 +187,24 @@ def test_guard_that_cannot_be_evaluated_for_every_use_is_reported() -> None:
     assert result.status is Status.UNCHANGED
     assert {u.rule for u in result.unsupported} == {"TP405"}
     assert all("cannot be evaluated" in u.tip for u in result.unsupported)
+
+
+def test_a_step_in_a_helper_function_blocks_the_rewrite() -> None:
+    result = migrate('''
+        import torch
+        from apex import amp
+
+        def step(optimizer):
+            optimizer.step()
+
+        def train(model, optimizer, loader):
+            model, optimizer = amp.initialize(model, optimizer)
+            for x in loader:
+                loss = model(x).sum()
+                with amp.scale_loss(loss, optimizer) as scaled_loss:
+                    scaled_loss.backward()
+                optimizer.step()
+                step(optimizer)
+    ''')
+    assert result.status is Status.UNCHANGED
+    assert all("also stepped outside" in u.tip for u in result.unsupported)

@@ -346,6 +346,15 @@ class _Planner:
                         c.same_expr(self.a.module, receiver, o) for o in site.optimizers):
                     raise Abort(call_node, "an optimizer step is not a statement of its own line, so it "
                                            "cannot be routed through the scaler")
+        # The same optimizer stepped outside the scaler's reach would apply scaled gradients: refuse.
+        regions = [r for other in self.sites for r in self._region_functions(other)]
+        for call_node in self.a.calls:
+            if (m.matches(call_node.func, m.Attribute(attr=m.Name("step")))
+                    and any(c.same_expr(self.a.module, call_node.func.value, o)  # type: ignore[attr-defined]
+                            for o in site.optimizers)
+                    and not any(self.a.within(call_node, r) for r in regions) and found):
+                raise Abort(call_node, "the optimizer is also stepped outside the function (or class) that "
+                                       "calls amp.initialize, where the scaler would not be visible")
         if not found:
             elsewhere = [s for s in self.a.calls if m.matches(s.func, m.Attribute(attr=m.Name("step")))
                          and any(c.same_expr(self.a.module, s.func.value, o) for o in site.optimizers)]
