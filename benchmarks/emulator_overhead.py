@@ -2,10 +2,10 @@
 
 Not a test: prints per-op dispatch cost and forward+backward+optimizer-step time for the four
 reference models (MLP, small CNN, embedding+LSTM, small transformer encoder), on CPU and on the
-emulated npu, with one intra-op thread, best of N rounds. Targets (issue 3): <= 6 us per small op,
+emulated npu, with one intra-op thread, best of N rounds (CPU and npu rounds alternate). Targets (issue 3): <= 6 us per small op,
 <= 2x CPU for the CNN, <= 5x for the LSTM.
 
-    .venv/bin/python benchmarks/emulator_overhead.py [--rounds 7] [--pure-python]
+    .venv/bin/python benchmarks/emulator_overhead.py [--rounds 15] [--pure-python]
 """
 
 from __future__ import annotations
@@ -32,12 +32,21 @@ def best_of(fn: Callable[[], object], rounds: int, inner: int) -> float:
     return best
 
 
-def op_costs(device: str, rounds: int) -> Dict[str, float]:
+def best_of_pair(cpu: Callable[[], object], npu: Callable[[], object], rounds: int, inner: int) -> Tuple[float, float]:
+    """Like best_of for two functions, alternating rounds so load changes hit both alike."""
+    cpu_best, npu_best = float("inf"), float("inf")
+    for _ in range(rounds):
+        cpu_best = min(cpu_best, best_of(cpu, 1, inner))
+        npu_best = min(npu_best, best_of(npu, 1, inner))
+    return cpu_best, npu_best
+
+
+def op_cases(device: str) -> Dict[str, Tuple[Callable[[], object], int]]:
     one = torch.ones(1, device=device)
     other = torch.ones(1, device=device)
     big_a = torch.randn(512, 512, device=device)
     big_b = torch.randn(512, 512, device=device)
-    cases: Dict[str, Tuple[Callable[[], object], int]] = {
+    return {
         "1-element add": (lambda: one + other, 2000),
         "in-place add_": (lambda: one.add_(other), 2000),
         "view(-1)": (lambda: one.view(-1), 2000),
@@ -45,7 +54,6 @@ def op_costs(device: str, rounds: int) -> Dict[str, float]:
         "zeros(1, device=...)": (lambda: torch.zeros(1, device=device), 2000),
         "512x512 matmul": (lambda: big_a @ big_b, 5),
     }
-    return {name: best_of(fn, rounds, inner) for name, (fn, inner) in cases.items()}
 
 
 class LSTMNet(nn.Module):
@@ -89,8 +97,8 @@ def models() -> List[Tuple[str, Callable[[], nn.Module], Callable[[], torch.Tens
     ]
 
 
-def step_time(make: Callable[[], nn.Module], inputs: Callable[[], torch.Tensor], optim: str, device: str,
-              rounds: int) -> float:
+def make_step(make: Callable[[], nn.Module], inputs: Callable[[], torch.Tensor], optim: str,
+              device: str) -> Callable[[], None]:
     torch.manual_seed(0)
     model = make().to(device)
     optimizer = getattr(torch.optim, optim)(model.parameters(), lr=1e-3)
@@ -104,25 +112,26 @@ def step_time(make: Callable[[], nn.Module], inputs: Callable[[], torch.Tensor],
         nn.functional.cross_entropy(model(x), target).backward()
         optimizer.step()
 
-    return best_of(step, rounds, 5)
+    return step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--pure-python", action="store_true", help="benchmark the pure-Python mode")
     args = parser.parse_args()
     torch.set_num_threads(1)
     emulate.activate(native=False if args.pure_python else None)
 
     print("per-op cost (us)            CPU      npu")
-    cpu_ops, npu_ops = op_costs("cpu", args.rounds), op_costs("npu", args.rounds)
-    for (name, cpu), npu in zip(cpu_ops.items(), npu_ops.values()):
+    cpu_cases, npu_cases = op_cases("cpu"), op_cases("npu")
+    for name, (cpu_fn, inner) in cpu_cases.items():
+        cpu, npu = best_of_pair(cpu_fn, npu_cases[name][0], args.rounds, inner)
         print(f"  {name:<26}{cpu * 1e6:8.1f} {npu * 1e6:8.1f}")
     print("\nforward+backward+step (ms)                         CPU      npu   ratio")
     for name, make, inputs, optim in models():
-        cpu = step_time(make, inputs, optim, "cpu", args.rounds)
-        npu = step_time(make, inputs, optim, "npu", args.rounds)
+        cpu_step, npu_step = make_step(make, inputs, optim, "cpu"), make_step(make, inputs, optim, "npu")
+        cpu, npu = best_of_pair(cpu_step, npu_step, args.rounds, 5)
         print(f"  {name:<48}{cpu * 1e3:8.2f} {npu * 1e3:8.2f} {npu / cpu:6.2f}x")
 
 

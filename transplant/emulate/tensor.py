@@ -28,6 +28,7 @@ __all__ = ["NpuTensor", "wrap", "unwrap", "device_mismatch_error"]
 
 _CPU = torch.device("cpu")
 _Tensor = torch.Tensor
+_make_wrapper = torch.Tensor._make_wrapper_subclass
 # Ops that move data between devices, and index ops that accept CPU index tensors (as CUDA does).
 _MIXED_DEVICE_OPS = {
     "copy_", "_to_copy", "_copy_from", "_copy_from_and_resize", "to", "is_same_size",
@@ -62,12 +63,14 @@ def _op_name(func: Any) -> str:
 class _OpInfo:
     """What __torch_dispatch__ needs to know about an op, computed once per OpOverload."""
 
-    __slots__ = ("cpu_outputs", "mutated_returns", "resync", "mixed_ok", "index_op", "seeded", "has_generator", "replacement")
+    __slots__ = ("call", "cpu_outputs", "mutated_returns", "resync", "mixed_ok", "index_op", "seeded", "has_generator", "replacement")
 
     def __init__(self, func: Any) -> None:
         schema = func._schema
         name = func.overloadpacket.__name__
         self.mixed_ok = name in _MIXED_DEVICE_OPS
+        # The bound C++ op: skips OpOverload.__call__'s Python frame on the hot path.
+        self.call = getattr(func, "_op", func)
         self.cpu_outputs = _CPU_OUTPUTS.get(name)
         self.index_op = name in _INDEX_OPS
         self.seeded = torch.Tag.nondeterministic_seeded in func.tags
@@ -114,16 +117,16 @@ class NpuTensor(torch.Tensor):
 
     @staticmethod
     def __new__(cls, elem: torch.Tensor, index: int, requires_grad: bool = False) -> "NpuTensor":
-        r = _Tensor._make_wrapper_subclass(
-            cls,
-            elem.size(),
-            strides=elem.stride(),
-            storage_offset=elem.storage_offset(),
-            dtype=elem.dtype,
-            layout=elem.layout,
-            device=_state.devices[index],
-            requires_grad=requires_grad,
-        )
+        # Only non-default keyword arguments are passed: argument parsing is a measurable share of
+        # the per-op cost (this runs for every op output).
+        offset = elem.storage_offset()
+        if offset or requires_grad or elem.layout is not torch.strided:
+            r = _make_wrapper(
+                cls, elem.size(), strides=elem.stride(), storage_offset=offset, dtype=elem.dtype,
+                layout=elem.layout, device=_state.devices[index], requires_grad=requires_grad,
+            )
+        else:
+            r = _make_wrapper(cls, elem.size(), strides=elem.stride(), dtype=elem.dtype, device=_state.devices[index])
         r._elem = elem
         r._npu_index = index
         return r
@@ -250,6 +253,9 @@ def _dispatch(func, args, kwargs):
                     raise device_mismatch_error(str(_state.devices[index]), str(_state.devices[i]), func)
             append(a._elem)
         elif ta is list or ta is tuple:
+            if not a or type(a[0]) is int:  # sizes, dims: no tensors inside
+                append(a)
+                continue
             inner = []
             for b in a:
                 if type(b) is NpuTensor:
@@ -320,9 +326,9 @@ def _dispatch(func, args, kwargs):
     elif info.seeded and not (kwargs and kwargs.get("generator") is not None):
         result = _state.run_seeded(func, out_index, info.has_generator, new_args, kwargs or {})
     elif kwargs:
-        result = func(*new_args, **kwargs)
+        result = info.call(*new_args, **kwargs)
     else:
-        result = func(*new_args)
+        result = info.call(*new_args)
 
     if info.mutated_returns is not None:
         result = _mutated_result(info, args, original_kwargs, result, out_index)
