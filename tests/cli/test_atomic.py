@@ -122,3 +122,29 @@ def test_leftovers_in_src_are_not_copied(invoke, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert invoke("-i", src, "-o", out).exit_code == 0
     assert temporaries(out) == []
+
+
+def test_dead_worker_is_an_error_not_a_hang(invoke, tmp_path: Path, monkeypatch) -> None:
+    import multiprocessing
+
+    import transplant.rewrite
+
+    # The crash is planted through fork inheritance (the default start method on Linux until 3.14).
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method=None: fork)
+    real = transplant.rewrite.rewrite_source
+
+    def crash_on_b(source, path, ruleset, **kwargs):
+        if path == "b.py":
+            os._exit(3)  # what the OOM killer or a segfault in a native parser does to a worker
+        return real(source, path, ruleset, **kwargs)
+
+    monkeypatch.setattr(transplant.rewrite, "rewrite_source", crash_on_b)
+    src = write_tree(tmp_path / "src", {f"{name}.py": UTILS_PY for name in "abcdef"})
+    out = tmp_path / "out"
+    result = invoke("-i", src, "-o", out, "-j", "2")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "worker process died" in lines[0]
+    assert temporaries(out) == []
+    assert_whole(src, out)
