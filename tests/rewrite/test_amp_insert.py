@@ -93,3 +93,20 @@ def test_optimizer_step_in_a_one_line_block_is_refused() -> None:
     ''', "fp16")
     assert result.status is Status.UNCHANGED
     assert "not a statement of its own line" in result.unsupported[0].tip
+
+
+def test_optimizer_stepped_in_a_helper_without_backward_is_refused() -> None:
+    result = migrate('''
+        def apply_update(optimizer):
+            optimizer.step()
+
+        def train(model, optimizer, loader):
+            for x in loader:
+                optimizer.zero_grad()
+                loss = model(x).sum()
+                loss.backward()
+                optimizer.step()
+                apply_update(optimizer)
+    ''', "fp16")
+    assert result.status is Status.UNCHANGED
+    assert "also stepped in a function without backward" in result.unsupported[0].tip

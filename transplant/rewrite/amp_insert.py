@@ -124,6 +124,7 @@ class _InsertPlanner:
         self.torch = c.torch_alias(analysis.module) or "torch"
         self.scaler_name = _free_name(analysis.names)
         self.optimizer_keys, self.optimizer_assignments = self._optimizers()
+        self.backward_scopes: set[int] = set()
 
     # -- whole-file refusals -----------------------------------------------------------------------
     def check_file(self, backwards: list[cst.SimpleStatementLine]) -> None:
@@ -155,6 +156,7 @@ class _InsertPlanner:
         for stmt in backwards:
             owner = self.a.scope_of(stmt)
             scopes.setdefault(id(owner), _Scope(owner)).backwards.append(stmt)
+        self.backward_scopes = set(scopes)
         recognised = {id(_backward_call(s)) for s in backwards}
         for call_node in self.a.calls:
             if not m.matches(call_node.func, m.Attribute(attr=m.Name("backward"))) or id(call_node) in recognised:
@@ -181,6 +183,16 @@ class _InsertPlanner:
                     and self._is_optimizer(call_node.func.value)):  # type: ignore[attr-defined]
                 raise Skip(call_node, "an optimizer step is not a statement of its own line, so it cannot be "
                                       "routed through the scaler")
+        # The same optimizer stepped in a function without backward would step scaled gradients unscaled.
+        keys = {_key(self.a, s.body[0].value.func.value) for s in scope.steps}  # type: ignore[attr-defined]
+        for call_node in self.a.calls:
+            if (m.matches(call_node.func, m.Attribute(attr=m.Name("step")))
+                    and self.a.scope_of(call_node) is not scope.owner
+                    and c.is_simple_reference(call_node.func.value)  # type: ignore[attr-defined]
+                    and _key(self.a, call_node.func.value) in keys  # type: ignore[attr-defined]
+                    and id(self.a.scope_of(call_node)) not in self.backward_scopes):
+                raise Skip(call_node, "the optimizer is also stepped in a function without backward(), which "
+                                      "would apply scaled gradients")
         if scope.odd_backwards:
             raise Skip(scope.odd_backwards[0], "backward() is not a statement of its own line (inside a larger "
                                                "expression or a one-line block), so the step is not recognised")
