@@ -176,3 +176,43 @@ def test_packed_sequence_lstm(npu) -> None:
     padded_npu.sum().backward()
     assert torch.equal(padded, padded_npu.cpu()) and torch.equal(lens, lens_npu)
     assert all(torch.equal(p.grad, q.grad.cpu()) for p, q in zip(lstm.parameters(), lstm_npu.parameters()))
+
+
+_EVERY = [
+    ("Adadelta", {}), ("Adafactor", {}), ("Adagrad", {}), ("Adam", {"amsgrad": True}), ("Adamax", {}),
+    ("ASGD", {}), ("NAdam", {}), ("RAdam", {}), ("RMSprop", {"momentum": 0.5}), ("Rprop", {}),
+    ("SGD", {"momentum": 0.9, "nesterov": True}),
+]
+# every optimizer in its for-loop and foreach forms, plus the fused implementations
+ALL_OPTIMIZERS = [(o, {**k, "foreach": f}) for o, k in _EVERY for f in (False, True)] + [
+    ("AdamW", {"fused": True}), ("SGD", {"momentum": 0.9, "fused": True}), ("Adagrad", {"fused": True}),
+]
+
+
+@pytest.mark.parametrize("optimizer, options", ALL_OPTIMIZERS,
+                         ids=[f"{o}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for o, kw in ALL_OPTIMIZERS])
+def test_every_optimizer_matches_cpu(npu, optimizer, options) -> None:
+    cpu_losses, cpu_params = train(mlp, "vec", optimizer, options, "cpu")
+    npu_losses, npu_params = train(mlp, "vec", optimizer, options, "npu")
+    assert npu_losses == cpu_losses
+    assert all(torch.equal(a, b) for a, b in zip(cpu_params, npu_params))
+
+
+def test_lbfgs_matches_cpu(npu) -> None:
+    results = []
+    for device in ("cpu", "npu"):
+        torch.manual_seed(0)
+        model = mlp().to(device)
+        opt = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=4)
+        x, y = (t.to(device) for t in batch("vec"))
+
+        def closure():
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        losses = [opt.step(closure).item() for _ in range(3)]
+        results.append((losses, [p.detach().cpu() for p in model.parameters()]))
+    assert results[0][0] == results[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
