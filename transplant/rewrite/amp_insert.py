@@ -28,14 +28,12 @@ import libcst.matchers as m
 
 from transplant.results import Operation
 from transplant.rewrite import amp_common as c
-from transplant.rewrite.apex_amp import forward_region
+from transplant.rewrite.apex_amp import CLIP_FUNCTIONS, forward_region
 from transplant.rewrite.passes import register_pass
 
 # Mixed precision already present: leave the file alone (and stay idempotent on our own output).
 _EXISTING_AMP = ("torch.amp", "torch.autocast", "torch.cuda.amp", "torch.npu.amp", "torch.cpu.amp",
                  "torch_npu.npu.amp", "apex")
-_CLIP_FUNCTIONS = {"clip_grad_norm_": ("max_norm", 1), "clip_grad_norm": ("max_norm", 1),
-                   "clip_grad_value_": ("clip_value", 1)}
 _NOT_OPTIMIZERS = ("torch.optim.lr_scheduler", "torch.optim.swa_utils")
 
 
@@ -257,7 +255,7 @@ class _InsertPlanner:
             if not isinstance(call_node.func, (cst.Attribute, cst.Name)):
                 continue
             short = c.dotted_name_of(call_node.func).rsplit(".", 1)[-1]  # type: ignore[attr-defined]
-            if short not in _CLIP_FUNCTIONS or self.a.scope_of(call_node) is not scope.owner:
+            if short not in CLIP_FUNCTIONS or self.a.scope_of(call_node) is not scope.owner:
                 continue
             stmt = self.a.statement_of(call_node)
             suite = self.a.parent(stmt)
@@ -276,7 +274,7 @@ class _InsertPlanner:
                         self.ids.rewrite, stmt, Operation.INSERT, "gradients unscaled before clipping",
                         "safe", after=self.a.module.code_for_node(unscale).strip()))
                 continue
-            keyword, position = _CLIP_FUNCTIONS[short]
+            keyword, position = CLIP_FUNCTIONS[short]
             threshold = c.call_arg(call_node, position, keyword)
             if threshold is None:
                 raise Skip(stmt, "gradient clipping without a recognisable threshold")

@@ -1,4 +1,4 @@
-"""apex.amp → native ``torch.amp`` on the ``'npu'`` device (rule kind ``apex_amp``).
+"""apex.amp → native ``torch.amp`` on the ``'npu'`` device (planning for the ``apex`` pass, role ``amp``).
 
 What the pass does, per file and all or nothing (a shape it cannot rewrite safely leaves every apex.amp
 use in place and reports each one with the reason):
@@ -6,7 +6,8 @@ use in place and reports each one with the reason):
 * ``model, optimizer = amp.initialize(model, optimizer, opt_level=..., loss_scale=...)`` goes; a
   ``torch.amp.GradScaler('npu', ...)`` takes its place. When the call sits under ``if args.fp16:`` the
   scaler is created just before that ``if`` with ``enabled=args.fp16``, so every later use works on both
-  branches (a disabled scaler passes losses and steps through unchanged).
+  branches (a disabled scaler passes losses and steps through unchanged); when the condition's names only
+  exist inside an outer block, an inner ``if`` is chosen (see ``_place_scaler``).
 * ``with amp.scale_loss(loss, optimizer) as scaled_loss: scaled_loss.backward()`` →
   ``scaler.scale(loss).backward()``.
 * ``optimizer.step()`` → ``scaler.step(optimizer)`` + ``scaler.update()``.
@@ -36,7 +37,7 @@ APEX_AMP = "apex.amp"
 _DROPPED_INIT_KWARGS = ("cast_model_type", "patch_torch_functions", "keep_batchnorm_fp32", "master_weights",
                         "num_losses", "verbosity", "min_loss_scale", "max_loss_scale", "combine_grad",
                         "combine_ddp", "user_cast_preferred")
-_CLIP_FUNCTIONS = {"clip_grad_norm_": ("max_norm", 1), "clip_grad_norm": ("max_norm", 1),
+CLIP_FUNCTIONS = {"clip_grad_norm_": ("max_norm", 1), "clip_grad_norm": ("max_norm", 1),
                    "clip_grad_value_": ("clip_value", 1)}
 # Calls that end a forward region: nothing before them belongs to this step's forward pass.
 _BARRIER_METHODS = {"backward", "step", "zero_grad", "update", "unscale_", "scale_loss"}
@@ -492,9 +493,9 @@ class _Planner:
         if not isinstance(clip, cst.Call):
             raise Abort(call_node, "amp.master_params is not an argument of a clipping call")
         func_name = c.dotted_name_of(clip.func).rsplit(".", 1)[-1]
-        if func_name not in _CLIP_FUNCTIONS:
+        if func_name not in CLIP_FUNCTIONS:
             raise Abort(call_node, "amp.master_params is used outside gradient clipping")
-        keyword, position = _CLIP_FUNCTIONS[func_name]
+        keyword, position = CLIP_FUNCTIONS[func_name]
         threshold = c.call_arg(clip, position, keyword)
         if threshold is None:
             raise Abort(call_node, "the clipping threshold is not found")
