@@ -118,6 +118,7 @@ class Migration:
     tally: Tally
     entry: str | None = None              # entry script of the launcher, POSIX relative to SRC
     launch_script: Path | None = None
+    options: MigrationOptions | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -486,7 +487,8 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     tally.native_ops = len(native_ops)
 
     results = [results_by_rel[rel] for rel in sorted(results_by_rel, key=_path_key)]
-    migration = Migration(src_root=src_root, out=out, results=results, native_ops=native_ops, tally=tally)
+    migration = Migration(src_root=src_root, out=out, results=results, native_ops=native_ops, tally=tally,
+                          options=options)
     migration.entry = entry or choose_entry(candidates)
     if write:
         assert out is not None

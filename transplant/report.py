@@ -120,13 +120,42 @@ def report_document(migration: Migration, changes: pd.DataFrame | None = None,
         "source": str(migration.src_root),
         "output": str(migration.out) if migration.out is not None else None,
         "entry": migration.entry,
+        "options": _options(migration),
         "tally": dataclasses.asdict(migration.tally),
+        "by_rule": _by_rule(migration),
         "changes": _records(changes),
         "unsupported": _records(unsupported),
         "cuda_ops": _records(native),
         "failed": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.FAILED],
         "skipped": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.SKIPPED],
     }
+
+
+def _options(migration: Migration) -> dict[str, object]:
+    """The settings of the run, so that a report can be reproduced."""
+    options = migration.options
+    if options is None:
+        return {}
+    return {
+        "rules": list(options.rules.extra_files),
+        "select": list(options.rules.select),
+        "ignore": list(options.rules.ignore),
+        "exclude": list(options.exclude),
+        "amp": options.rules.amp,
+        "npu_fused_optimizers": options.rules.npu_fused_optimizers,
+        "entry": options.entry,
+    }
+
+
+def _by_rule(migration: Migration) -> dict[str, dict[str, int]]:
+    """Rows per rule id (``{"TP101": {"changes": 3, "unsupported": 0}}``), sorted by id."""
+    counts: dict[str, dict[str, int]] = {}
+    for result in migration.results:
+        for change in result.changes:
+            counts.setdefault(change.rule, {"changes": 0, "unsupported": 0})["changes"] += 1
+        for use in result.unsupported:
+            counts.setdefault(use.rule, {"changes": 0, "unsupported": 0})["unsupported"] += 1
+    return dict(sorted(counts.items()))
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
