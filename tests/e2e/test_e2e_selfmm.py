@@ -183,6 +183,44 @@ def test_static_migration_trains_on_emulated_npu(selfmm_static: Run, selfmm_cpu:
     assert relative_difference(selfmm_static.field("loss_M"), selfmm_cpu.field("loss_M")) <= 1e-5
 
 
+def test_static_trains_like_cpu_when_parameters_keep_identity(selfmm_migrated: Path, selfmm_work: Path,
+                                                              selfmm_cpu: Run, tmp_path: Path) -> None:
+    """The diagnosis of the expected failure above, and the fix a rule could apply: Module.to/.cpu
+    run with torch.__future__.set_swap_module_params_on_conversion(True), which keeps the Parameter
+    objects, and the migrated trainer matches the CPU reference over every step. (Setting the flag
+    for the whole process is not enough: it also switches load_state_dict to swapping, which fails
+    on the LSTM weights: "Cannot swap t1 because it has weakref associated with it".)"""
+    wrapper = tmp_path / "keep_parameters_then_run.py"
+    wrapper.write_text(
+        "import functools, os, runpy, sys\n"
+        "import torch\n"
+        "def keep_parameters(method):\n"
+        "    @functools.wraps(method)\n"
+        "    def converted(self, *args, **kwargs):\n"
+        "        torch.__future__.set_swap_module_params_on_conversion(True)\n"
+        "        try:\n"
+        "            return method(self, *args, **kwargs)\n"
+        "        finally:\n"
+        "            torch.__future__.set_swap_module_params_on_conversion(False)\n"
+        "    return converted\n"
+        "torch.nn.Module.to = keep_parameters(torch.nn.Module.to)\n"
+        "torch.nn.Module.cpu = keep_parameters(torch.nn.Module.cpu)\n"
+        "sys.argv = sys.argv[1:]\n"
+        "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    args, loss_log = selfmm_args(selfmm_work, "static-swap")
+    run = transplant_run([str(wrapper), *args], cwd=selfmm_migrated, env=EMULATOR_ENV, loss_log=loss_log,
+                         strict_cuda=True)
+    assert run.returncode == 0, run.describe()
+    assert set(run.field("device")) == {"npu:0"}
+    fusion = _per_epoch_mean(run, "loss_M")
+    assert fusion[-1] < 0.8 * fusion[0], fusion
+    assert relative_difference(run.losses, selfmm_cpu.losses) <= 1e-5
+    # the whole run went through: best checkpoint reloaded and tested
+    assert (selfmm_work / "static-swap" / "results" / "normals" / "mosi-regression.csv").is_file()
+
+
 def test_auto_mode_matches_static(selfmm_static: Run, selfmm_work: Path) -> None:
     """The unmodified original with TRANSPLANT_AUTO=1 on the emulator trains like the migrated code."""
     args, loss_log = selfmm_args(selfmm_work, "auto")
