@@ -49,7 +49,9 @@ def change_rows(migration: Migration) -> pd.DataFrame:
 def unsupported_rows(migration: Migration) -> pd.DataFrame:
     """unsupported_api.csv as a table, ordered by file, then position."""
     rows = [
-        [r.path, u.line, u.end_line, u.op, u.tip, u.rule]
+        # Tips are never empty (the rule loader enforces it); the fallback still points somewhere useful.
+        [r.path, u.line, u.end_line, u.op, u.tip.strip() or f"no NPU equivalent: see `transplant rules {u.rule}`",
+         u.rule]
         for r in migration.results
         for u in sorted(r.unsupported, key=lambda u: (u.line, u.column, u.end_line))
     ]
