@@ -10,7 +10,10 @@ from pathlib import Path
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
-AUTO_PTH = Path(__file__).resolve().parent / "transplant" / "auto" / "transplant-auto.pth"
+# One line, run by Python's site module at every interpreter start-up; it costs nothing unless
+# TRANSPLANT_AUTO=1, and even then only arms a post-import hook (torch is not imported here).
+AUTO_PTH_NAME = "transplant-auto.pth"
+AUTO_PTH_LINE = 'import os; os.environ.get("TRANSPLANT_AUTO") == "1" and __import__("transplant.auto")\n'
 
 
 class BuildPyWithAutoPth(build_py):
@@ -24,12 +27,12 @@ class BuildPyWithAutoPth(build_py):
         else:
             target_dir = Path(self.build_lib)
         target_dir.mkdir(parents=True, exist_ok=True)
-        self.copy_file(str(AUTO_PTH), str(target_dir / AUTO_PTH.name), preserve_mode=False)
+        (target_dir / AUTO_PTH_NAME).write_text(AUTO_PTH_LINE, encoding="utf-8")
 
     def get_outputs(self, include_bytecode=True):
         outputs = super().get_outputs(include_bytecode)
         if not getattr(self, "editable_mode", False):
-            outputs.append(str(Path(self.build_lib) / AUTO_PTH.name))
+            outputs.append(str(Path(self.build_lib) / AUTO_PTH_NAME))
         return outputs
 
 
