@@ -216,3 +216,21 @@ def test_lbfgs_matches_cpu(npu) -> None:
         results.append((losses, [p.detach().cpu() for p in model.parameters()]))
     assert results[0][0] == results[1][0]
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_lstm_with_dropout_under_checkpoint(npu, reentrant) -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(8, 8, num_layers=2, dropout=0.5).npu()
+    x = torch.randn(5, 2, 8).npu().requires_grad_()
+    grads = []
+    for use_checkpoint in (False, True):
+        lstm.zero_grad()
+        x.grad = None
+        torch.manual_seed(3)
+        out = checkpoint(lambda t: lstm(t)[0], x, use_reentrant=reentrant) if use_checkpoint else lstm(x)[0]
+        out.sum().backward()
+        grads.append([x.grad.cpu()] + [p.grad.cpu() for p in lstm.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

@@ -13,6 +13,7 @@ still hold while the interpreter is fully alive.
 from __future__ import annotations
 
 import atexit
+import os
 
 import torch
 
@@ -22,8 +23,14 @@ _installed = False
 _original_stash = torch._C._stash_obj_in_tls
 
 
+# pid of the process that ran a backward pass (a forked child must not touch autograd threads)
+_backward_pid = 0
+
+
 def _stash_obj_in_tls(key: str, obj: object) -> None:
-    if key == "context":
+    global _backward_pid
+    if key == "context":  # stashed once per backward pass
+        _backward_pid = os.getpid()
         return
     _original_stash(key, obj)
 
@@ -32,6 +39,8 @@ def drain() -> None:
     """Run one tiny backward on every emulated device so worker threads drop Python objects."""
     from transplant.emulate.tensor import NpuTensor
 
+    if _backward_pid != os.getpid():
+        return  # no backward ran in this process: no worker thread holds anything
     try:
         for index in range(_state.device_count):
             x = NpuTensor(torch.ones(1), index).requires_grad_(True)
