@@ -132,8 +132,8 @@ def test_rewriter_never_imports_torch() -> None:
 
 
 def test_deeply_nested_expression_does_not_crash(ruleset) -> None:
-    source = b"import torch\nx = " + b"(" * 400 + b"torch.zeros(1).cuda()" + b")" * 400 + b"\n"
+    source = b"import torch\nx = " + b"(" * 5000 + b"torch.zeros(1).cuda()" + b")" * 5000 + b"\n"
+    # libcst's native parser would overflow its stack on this (killing the worker); CPython refuses it
     result = rewrite_source(source, "deep.py", ruleset)
-    assert result.status in (Status.CHANGED, Status.FAILED)
-    if result.status is Status.FAILED:
-        assert result.reason.startswith("deep.py:")
+    assert result.status is Status.FAILED
+    assert result.reason.startswith("deep.py:2:")

@@ -11,6 +11,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import tokenize
@@ -45,6 +46,23 @@ def decode_source(source: bytes) -> tuple[str, str]:
     except (UnicodeDecodeError, LookupError) as exc:
         line = source[: getattr(exc, "start", 0)].count(b"\n") + 1
         raise SourceError(f"line {line}: cannot decode as {encoding}: {exc}") from exc
+
+
+_BRACKETS = re.compile(rb"[][(){}]")
+_DEEP = 150
+
+
+def _bracket_depth(source: bytes) -> int:
+    """Maximum bracket nesting, counting brackets in strings and comments too (an over-estimate)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(source):
+        if match.group() in b"([{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
 
 
 def _split_tail(text: str) -> tuple[str, str]:
@@ -84,6 +102,14 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
     except SourceError as exc:
         return _failure(path, f"{path}: {exc}")
     body, tail = _split_tail(text)
+    if _bracket_depth(source) > _DEEP:
+        # libcst's native parser can overflow its stack (and kill the process) on absurd nesting;
+        # CPython refuses more than 200 nested brackets anyway, so let it decide first.
+        try:
+            compile(body, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            line = getattr(exc, "lineno", None) or 1
+            return _failure(path, f"{path}:{line}: cannot parse: {getattr(exc, 'msg', None) or type(exc).__name__}")
     try:
         module = cst.parse_module(body)
     except cst.ParserSyntaxError as exc:
