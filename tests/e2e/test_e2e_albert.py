@@ -213,12 +213,15 @@ def test_distributed_launcher_two_ranks_on_emulated_hccl(albert_migrated: Path, 
     run = run_process(["bash", str(script), *args[1:]], cwd=albert_migrated, env=env)
     assert run.returncode == 0, run.describe()
     ranks = [read_records(Path(f"{loss_log}.rank{rank}")) for rank in (0, 1)]
-    for records in ranks:
-        losses = [r["loss"] for r in records if "loss" in r]
-        assert len(losses) == ALBERT_STEPS
-        assert_finite(losses)
+    losses = [[r["loss"] for r in records if "loss" in r] for records in ranks]
+    for rank_losses in losses:
+        assert len(rank_losses) == ALBERT_STEPS
+        assert_finite(rank_losses)
+    # DistributedSampler gives each rank its own half of the data ...
+    assert losses[0] != losses[1]
     assert {r["device"] for r in ranks[0] if "device" in r} == {"npu:0"}
     assert {r["device"] for r in ranks[1] if "device" in r} == {"npu:1"}
+    # ... and DDP's gradient all-reduce over hccl keeps the weights equal
     digests = [[r["final_param_sha256"] for r in records if "final_param_sha256" in r] for records in ranks]
     assert digests[0] and digests[0] == digests[1]
     # rank 0 saved the model and evaluated it
@@ -237,7 +240,7 @@ def test_unmigrated_original_is_caught_by_strict_cuda(albert_work: Path) -> None
     assert run.losses == []
 
 
-def test_fp16_trains_on_emulated_npu(albert_migrated: Path, albert_work: Path) -> None:
+def test_fp16_trains_on_emulated_npu(albert_migrated: Path, albert_work: Path, albert_static: Run) -> None:
     """--fp16 (apex amp in the original; native torch.amp after migration): finite, falling loss."""
     args, loss_log = albert_args(albert_work, "fp16", "--fp16", "--fp16_opt_level", "O1")
     run = transplant_run(args, cwd=albert_migrated, env=EMULATOR_ENV, loss_log=loss_log, strict_cuda=True)
@@ -246,3 +249,6 @@ def test_fp16_trains_on_emulated_npu(albert_migrated: Path, albert_work: Path) -
     assert len(run.losses) == ALBERT_STEPS
     assert_finite(run.losses)
     assert _falls(run.losses), run.losses
+    # float16 autocast really ran: the losses are close to the float32 run's, not equal
+    assert run.losses != albert_static.losses
+    assert abs(run.losses[0] - albert_static.losses[0]) < 1e-2
