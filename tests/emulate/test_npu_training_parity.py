@@ -234,3 +234,18 @@ def test_lstm_with_dropout_under_checkpoint(npu, reentrant) -> None:
         out.sum().backward()
         grads.append([x.grad.cpu()] + [p.grad.cpu() for p in lstm.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_fast_path_retain_graph_and_double_backward(npu) -> None:
+    torch.manual_seed(0)
+    lstm = nn.LSTM(4, 4).npu()
+    out = lstm(torch.randn(3, 1, 4).npu())[0].sum()
+    out.backward(retain_graph=True)
+    first = [p.grad.cpu().clone() for p in lstm.parameters()]
+    out.backward()
+    assert all(torch.equal(p.grad.cpu(), 2 * g) for p, g in zip(lstm.parameters(), first))
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        out.backward()
+    x = torch.randn(3, 1, 4).npu().requires_grad_()
+    with pytest.raises(RuntimeError, match="double backward .* not supported by the emulated NPU"):
+        torch.autograd.grad(lstm(x)[0].sum(), x, create_graph=True)

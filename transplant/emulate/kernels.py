@@ -221,6 +221,17 @@ class _CpuComposite(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "double backward (create_graph=True) through RNN or scaled-dot-product-attention ops is "
+                "not supported by the emulated NPU"
+            )
+        if ctx.cpu_inputs is None:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved tensors "
+                "after they have already been freed). Specify retain_graph=True if you need to backward "
+                "through the graph a second time."
+            )
         inputs = [x for x in ctx.cpu_inputs if x.requires_grad]
         outs, grad_outs = [], []
         for o, g in zip(ctx.cpu_outputs, grads):
@@ -230,14 +241,17 @@ class _CpuComposite(torch.autograd.Function):
         result = [None, None, None, None]
         if not inputs or not outs:
             return tuple(result + [None] * len(ctx.cpu_inputs))
-        computed = iter(torch.autograd.grad(outs, inputs, grad_outs, allow_unused=True))
+        retain = torch._C._autograd._get_current_graph_task_keep_graph() if hasattr(
+            torch._C._autograd, "_get_current_graph_task_keep_graph") else False
+        computed = iter(torch.autograd.grad(outs, inputs, grad_outs, allow_unused=True, retain_graph=retain))
         for x in ctx.cpu_inputs:
             if x.requires_grad:
                 g = next(computed)
                 result.append(None if g is None else NpuTensor(g, ctx.index))
             else:
                 result.append(None)
-        ctx.cpu_inputs = ctx.cpu_outputs = None
+        if not retain:
+            ctx.cpu_inputs = ctx.cpu_outputs = None
         return tuple(result)
 
 
