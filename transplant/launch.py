@@ -60,7 +60,8 @@ def write_launch_script(out_dir: Path, entry: str | None) -> Path:
     target = out_dir / LAUNCH_SCRIPT_NAME
     fd, tmp = tempfile.mkstemp(prefix=f".{LAUNCH_SCRIPT_NAME}.", suffix=".tmp", dir=out_dir)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        # surrogateescape: an entry file name that is not UTF-8 is written back as its original bytes.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
             handle.write(render_launch_script(entry))
         os.chmod(tmp, 0o755)
         os.replace(tmp, target)

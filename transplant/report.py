@@ -69,6 +69,7 @@ def _frame(rows: list[list[object]], columns: list[str], integers: list[str]) ->
     # written should not carry it.
     import pandas as pd
 
+    rows = [[_clean(value) if isinstance(value, str) else value for value in row] for row in rows]
     frame = pd.DataFrame(rows, columns=columns)
     for column in integers:
         frame[column] = frame[column].astype("int64")
@@ -76,6 +77,15 @@ def _frame(rows: list[list[object]], columns: list[str], integers: list[str]) ->
         if column not in integers:
             frame[column] = frame[column].astype("object")
     return frame
+
+
+def _clean(text: str) -> str:
+    """File names that are not valid UTF-8 (kept by Python as surrogate escapes) shown as ``\\xe9``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _value(operation: object) -> str:
@@ -115,7 +125,7 @@ def report_document(migration: Migration, changes: pd.DataFrame | None = None,
     changes = change_rows(migration) if changes is None else changes
     unsupported = unsupported_rows(migration) if unsupported is None else unsupported
     native = native_op_rows(migration) if native is None else native
-    return {
+    return _cleaned({
         "tool": "transplant",
         "version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -130,7 +140,17 @@ def report_document(migration: Migration, changes: pd.DataFrame | None = None,
         "cuda_ops": _records(native),
         "failed": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.FAILED],
         "skipped": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.SKIPPED],
-    }
+    })
+
+
+def _cleaned(value: object) -> object:
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(k) if isinstance(k, str) else k: _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    return value
 
 
 def _options(migration: Migration) -> dict[str, object]:
@@ -183,7 +203,7 @@ def render_log(migration: Migration) -> str:
     if migration.entry:
         lines.append(f"launcher entry script: {migration.entry}")
     lines.append("tally: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(migration.tally).items()))
-    return "\n".join(lines) + "\n"
+    return "\n".join(_clean(line) for line in lines) + "\n"
 
 
 def summary_lines(migration: Migration) -> list[str]:

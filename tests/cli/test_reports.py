@@ -109,3 +109,22 @@ def test_report_paths_are_posix_relative(invoke, project: Path, tmp_path: Path) 
     assert invoke("-i", project, "-o", out).exit_code == 0
     _, rows = read_csv(out / "change_list.csv")
     assert {r["File"] for r in rows} == {"train.py", "models/utils.py"}
+
+
+def test_file_names_that_are_not_utf8(invoke, tmp_path: Path) -> None:
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    name = os.fsdecode(b"caf\xe9.py")
+    (src / name).write_bytes(b"import argparse\nimport torch\ntorch.cuda.set_device(0)\n"
+                             b"if __name__ == '__main__':\n    argparse.ArgumentParser().parse_args()\n")
+    out = tmp_path / "out"
+    result = invoke("-i", src, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert b"torch.npu.set_device(0)" in (out / name).read_bytes()
+    _, rows = read_csv(out / "change_list.csv")
+    assert {r["File"] for r in rows} == {"caf\\xe9.py"}
+    assert json.loads((out / "transplant_report.json").read_text())["entry"] == "caf\\xe9.py"
+    # The launcher names the real file (its bytes), not the escaped display form.
+    assert b"default_entry=caf\xe9.py\n" in (out / "run_distributed_npu.sh").read_bytes()
