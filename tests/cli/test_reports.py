@@ -127,4 +127,4 @@ def test_file_names_that_are_not_utf8(invoke, tmp_path: Path) -> None:
     assert {r["File"] for r in rows} == {"caf\\xe9.py"}
     assert json.loads((out / "transplant_report.json").read_text())["entry"] == "caf\\xe9.py"
     # The launcher names the real file (its bytes), not the escaped display form.
-    assert b"default_entry=caf\xe9.py\n" in (out / "run_distributed_npu.sh").read_bytes()
+    assert b"default_entry='caf\xe9.py'\n" in (out / "run_distributed_npu.sh").read_bytes()
