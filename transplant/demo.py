@@ -46,10 +46,13 @@ def _run(command: Sequence[str], *, cwd: Path, env: Optional[dict] = None, show:
 
 def _shorten(part: str) -> str:
     """Paths relative to the current folder, so the printed commands read like a tutorial."""
+    if not os.path.isabs(part):
+        return part
     try:
-        return os.path.relpath(part) if os.path.isabs(part) else part
+        relative = os.path.relpath(part)
     except ValueError:
         return part
+    return part if relative.startswith("..") else relative
 
 
 def _prepare_workdir(workdir: Path) -> None:
@@ -163,6 +166,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("Evaluation on the dev set: " + ", ".join(eval_file.read_text().split("\n")).strip(", "))
     print()
     _print_reports(migrated, args.top)
+    print()
+    print("The NPU was emulated on the CPU: the losses are real, the speed is not an NPU's.")
+    print(f"Next: read {_shorten(str(migrated / 'change_list.csv'))} and "
+          f"{_shorten(str(migrated / 'unsupported_api.csv'))}; "
+          f"{_shorten(str(migrated / 'run_distributed_npu.sh'))} launches the trainer on several NPUs.")
     return 0
 
 
