@@ -7,25 +7,31 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM_DIR = REPO / "transplant" / "emulate" / "shim"
 
 
 def python_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The current environment with the repository importable; ``extra`` wins, except that an
+    extra PYTHONPATH is put *in front of* the repository."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
+    extra = dict(extra or {})
+    front = [extra.pop("PYTHONPATH")] if "PYTHONPATH" in extra else []
+    env["PYTHONPATH"] = os.pathsep.join(p for p in front + [str(REPO), env.get("PYTHONPATH", "")] if p)
     env.setdefault("OMP_NUM_THREADS", "1")
-    env.pop("TRANSPLANT_STRICT_CUDA", None)
-    if extra:
-        env.update(extra)
+    for name in ("TRANSPLANT_STRICT_CUDA", "TRANSPLANT_NATIVE", "TRANSPLANT_NPU_COUNT", "TRANSPLANT_NPU_RNG"):
+        env.pop(name, None)  # the test decides
+    env.update(extra)
     return env
 
 
-def start_python(code: str, env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> subprocess.Popen:
+def start_python(code: str, env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None,
+                 argv: Optional[List[str]] = None) -> subprocess.Popen:
+    """Start ``python -c code`` (or ``python *argv``) in its own process group."""
     return subprocess.Popen(
-        [sys.executable, "-c", code],
+        [sys.executable] + (argv if argv is not None else ["-c", code]),
         env=python_env(env),
         cwd=str(cwd) if cwd else None,
         stdout=subprocess.PIPE,

@@ -105,12 +105,7 @@ def test_activation_from_sitecustomize(tmp_path) -> None:
         loss.backward()
         print(model.weight.grad.device, torch.npu.is_available())
     """))
-    from emulate_helpers import REPO, python_env
-    import subprocess
-    import sys
-
-    env = python_env({"PYTHONPATH": f"{boot}:{REPO}"})
-    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    result = finish(start_python("", env={"PYTHONPATH": str(boot)}, argv=[str(script)]))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["npu:0", "True"]
 
@@ -151,3 +146,14 @@ def test_torch_npu_stand_in(tmp_path) -> None:
 
     if (Path(SHIM_DIR).parent / "distributed.py").exists():
         assert info["hccl"] is True
+
+
+def test_refuses_an_installed_torch_npu_distribution_hidden_by_the_stand_in(tmp_path) -> None:
+    site = tmp_path / "site"
+    dist_info = site / "torch_npu-2.13.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch_npu\nVersion: 2.13.0\n")
+    result = run_python("import transplant.emulate as e; e.activate()",
+                        env={"PYTHONPATH": f"{SHIM_DIR}:{site}"})
+    assert result.returncode != 0
+    assert "the real torch_npu is installed (torch_npu 2.13.0" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -26,19 +27,27 @@ def _is_our_shim(path: Optional[str]) -> bool:
 def refuse_real_torch_npu() -> None:
     """Raise if the real torch_npu is importable: the emulator must never shadow hardware."""
     module = sys.modules.get("torch_npu")
-    origin = getattr(module, "__file__", None) if module is not None else None
-    if module is None:
+    if module is not None:
+        origin = getattr(module, "__file__", None)
+    else:
         try:
             spec = importlib.util.find_spec("torch_npu")
         except (ImportError, ValueError):
             spec = None
         origin = spec.origin if spec is not None else None
-        if spec is None:
-            return
-    if _is_our_shim(origin):
+    if origin is not None and not _is_our_shim(origin):
+        _refuse(origin)
+    # Our stand-in may come first on sys.path and hide an installed wheel: ask the metadata too.
+    try:
+        distribution = importlib.metadata.distribution("torch_npu")
+    except importlib.metadata.PackageNotFoundError:
         return
+    _refuse(f"torch_npu {distribution.version} in {distribution.locate_file('')}")
+
+
+def _refuse(where: str) -> None:
     raise RuntimeError(
-        f"transplant.emulate: the real torch_npu is installed ({origin}). The emulated NPU only runs "
+        f"transplant.emulate: the real torch_npu is installed ({where}). The emulated NPU only runs "
         "where torch_npu is absent; on an Ascend host run the migrated script directly, or use an "
         "environment without torch_npu to try it on CPU."
     )
