@@ -118,3 +118,8 @@ def test_storage_constructor_and_privateuse1_deserializer() -> None:
     # torch's own privateuse1 deserializer is what segfaults; ours must stay ahead of it
     tagged = [entry for entry in torch.serialization._package_registry if "privateuse1" in repr(entry[1])]
     assert tagged and all(entry[0] > 9 for entry in tagged)
+
+
+def test_graph_task_keep_graph_query() -> None:
+    # kernels._CpuComposite.backward honours retain_graph through this
+    assert callable(torch._C._autograd._get_current_graph_task_keep_graph)

@@ -102,11 +102,13 @@ def register_device_kernels() -> None:
         lib.impl(name, _make_factory_kernel(op), "PrivateUse1")
     for name in _DIRECT_OPS:
         op = _overload(name)
-        # A backend kernel on a CompositeImplicitAutograd op would hide its autograd formula.
-        assert not torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd"), name
+        if torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd"):
+            # A backend kernel on such an op would hide its autograd formula (wrong gradients).
+            raise RuntimeError(f"transplant.emulate: {name} became CompositeImplicitAutograd in this torch")
         lib.impl(name, _make_direct_kernel(op), "PrivateUse1")
     _register_rnn_cells()
     _register_rnn_fast_path(lib)
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,8 +243,8 @@ class _CpuComposite(torch.autograd.Function):
         result = [None, None, None, None]
         if not inputs or not outs:
             return tuple(result + [None] * len(ctx.cpu_inputs))
-        retain = torch._C._autograd._get_current_graph_task_keep_graph() if hasattr(
-            torch._C._autograd, "_get_current_graph_task_keep_graph") else False
+        # keep the CPU graph when the caller's backward keeps its graph (retain_graph=True)
+        retain = torch._C._autograd._get_current_graph_task_keep_graph()
         computed = iter(torch.autograd.grad(outs, inputs, grad_outs, allow_unused=True, retain_graph=retain))
         for x in ctx.cpu_inputs:
             if x.requires_grad:
