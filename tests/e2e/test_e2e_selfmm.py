@@ -9,6 +9,7 @@ import pytest
 
 from e2e_support import (
     EMULATOR_ENV,
+    PYTHON,
     SELFMM,
     SELFMM_EPOCHS,
     Construct,
@@ -21,6 +22,7 @@ from e2e_support import (
     migrate,
     read_rows,
     relative_difference,
+    run_process,
     selfmm_args,
     transplant_run,
 )
@@ -96,6 +98,18 @@ def test_original_trains_on_cpu(selfmm_cpu: Run, selfmm_work: Path) -> None:
     # the run went through to the end: best checkpoint and the results table
     assert (selfmm_work / "cpu" / "models" / "self_mm-mosi-regression.pth").is_file()
     assert (selfmm_work / "cpu" / "results" / "normals" / "mosi-regression.csv").is_file()
+
+
+def test_cpu_path_never_initialises_nvml(selfmm_work: Path) -> None:
+    """An empty --gpu_ids asks for the pynvml GPU picker, which is guarded by torch.cuda.is_available():
+    without CUDA the original must not call nvmlInit (no NVIDIA driver here: it would raise)."""
+    args, loss_log = selfmm_args(selfmm_work, "no-gpu-ids")
+    args[args.index("--gpu_ids") + 1] = ""  # type=list: '' -> []
+    args[args.index("--max_epochs") + 1] = "1"
+    run = run_process([PYTHON, *args], cwd=ORIGINAL, loss_log=loss_log)
+    assert run.returncode == 0, run.describe()
+    assert set(run.field("device")) == {"cpu"}
+    assert "Find gpu" not in run.stdout
 
 
 # ---------------------------------------------------------------------------------------------
