@@ -255,3 +255,11 @@ def test_data_parallel(npu) -> None:
     if _state.device_count > 1:
         with pytest.raises(RuntimeError, match="DataParallel over .* npu devices is not supported on Ascend"):
             nn.DataParallel(nn.Linear(2, 1).npu())
+
+
+def test_npu_memory_cannot_be_pinned(npu) -> None:
+    t = torch.ones(2, device="npu")
+    assert t.is_pinned() is False
+    for _ in range(2):  # also once the op is known to the dispatcher cache
+        with pytest.raises(RuntimeError, match=r"cannot pin 'torch.npu.FloatTensor' only dense CPU tensors can be pinned"):
+            t.pin_memory()

@@ -234,9 +234,15 @@ def _mismatch(func: Any, index: int, other: torch.Tensor) -> RuntimeError:
     return device_mismatch_error(str(_state.devices[index]), str(other.device), func)
 
 
+_PIN_MEMORY = torch.ops.aten._pin_memory.default
+
+
 def _dispatch(func, args, kwargs):
     info = _OP_INFO.get(func)
     if info is None:
+        if func is _PIN_MEMORY and isinstance(args[0], NpuTensor):
+            # The inner tensor is CPU memory, but on hardware device memory cannot be pinned.
+            raise RuntimeError(f"cannot pin '{args[0].type()}' only dense CPU tensors can be pinned")
         info = _op_info(func)
     index = -1
     foreign = None
