@@ -65,6 +65,7 @@ def _make_factory_kernel(op: Any):
     device_kwarg_only = schema.arguments[device_pos].kwarg_only
     seeded = torch.Tag.nondeterministic_seeded in op.tags
     has_generator = any(a.name == "generator" for a in schema.arguments)
+    call = getattr(op, "_op", op)  # the bound C++ op, without OpOverload.__call__'s frame
 
     def kernel(*args, **kwargs):
         if device_kwarg_only or len(args) <= device_pos:
@@ -74,13 +75,16 @@ def _make_factory_kernel(op: Any):
             args = list(args)
             device = args[device_pos]
             args[device_pos] = _CPU
-        index = _state.resolve_index(torch.device(device)) if device is not None else _state.current_index()
+        if device is None:
+            index = _state.current_index()
+        else:
+            index = _state.resolve_index(device if type(device) is torch.device else torch.device(device))
         if kwargs.get("pin_memory"):
             kwargs["pin_memory"] = False
         if seeded and kwargs.get("generator") is None:
-            result = _state.run_seeded(op, index, has_generator, list(args), kwargs)
+            result = _state.run_seeded(call, index, has_generator, list(args), kwargs)
         else:
-            result = op(*args, **kwargs)
+            result = call(*args, **kwargs)
         return NpuTensor(result, index)
 
     return kernel
