@@ -53,6 +53,8 @@ CHECKLIST = [
     Construct("run.py", "torch.cuda.set_device(device)", "migrated",
               result=r"torch(_npu)?\.npu\.set_device\(device\)"),
     Construct("run.py", "torch.cuda.empty_cache()", "migrated", result=r"torch(_npu)?\.npu\.empty_cache\(\)"),
+    Construct("data/TextPre.py", "torch.device('cuda:0')", "migrated", result=r"torch\.device\('npu:0'\)",
+              why="feature extraction script, not on the training path"),
     Construct("models/subNets/transformers_encoder/transformer.py", "if tensor.is_cuda:", "migrated",
               result=r"if tensor\.is_npu:", why="without it the future mask stays on the CPU"),
 ]
