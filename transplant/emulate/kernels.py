@@ -59,13 +59,23 @@ def _overload(name: str) -> Any:
     return getattr(getattr(torch.ops.aten, packet), overload or "default")
 
 
-def _make_factory_kernel(op: Any):
+# Public functions equivalent to common factory overloads (same arguments): calling them is about
+# 1.3 us cheaper than the generic schema-parsing op call, and factories are frequent.
+_FAST_FACTORIES = {
+    "zeros": torch.zeros, "ones": torch.ones, "empty.memory_format": torch.empty, "full": torch.full,
+    "empty_strided": torch.empty_strided, "rand": torch.rand, "rand.generator": torch.rand,
+    "randn": torch.randn, "randn.generator": torch.randn, "scalar_tensor": torch.scalar_tensor,
+    "arange": torch.arange, "arange.start": torch.arange, "arange.start_step": torch.arange,
+}
+
+
+def _make_factory_kernel(op: Any, name: str = ""):
     schema = op._schema
     device_pos = next(i for i, a in enumerate(schema.arguments) if a.name == "device")
     device_kwarg_only = schema.arguments[device_pos].kwarg_only
     seeded = torch.Tag.nondeterministic_seeded in op.tags
     has_generator = any(a.name == "generator" for a in schema.arguments)
-    call = getattr(op, "_op", op)  # the bound C++ op, without OpOverload.__call__'s frame
+    call = _FAST_FACTORIES.get(name) or getattr(op, "_op", op)  # _op: the bound C++ op
 
     def kernel(*args, **kwargs):
         if device_kwarg_only or len(args) <= device_pos:
@@ -103,7 +113,7 @@ def register_device_kernels() -> None:
     _libs.append(lib)
     for name in factory_op_names():
         op = _overload(name)
-        lib.impl(name, _make_factory_kernel(op), "PrivateUse1")
+        lib.impl(name, _make_factory_kernel(op, name), "PrivateUse1")
     for name in _DIRECT_OPS:
         op = _overload(name)
         if torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd"):
