@@ -84,6 +84,8 @@ def run_process(
     full_env = {k: v for k, v in os.environ.items() if k not in _RUN_MODE_VARIABLES}
     # one intra-op thread: the runs share two cores with each other and with the test process
     full_env.setdefault("OMP_NUM_THREADS", "1")
+    # the originals run inside fixtures/: leave no __pycache__ there (it would be mirrored by migrations)
+    full_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     full_env.update(env or {})
     proc = subprocess.Popen(
         list(args),
