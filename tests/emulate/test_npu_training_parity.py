@@ -249,3 +249,20 @@ def test_fast_path_retain_graph_and_double_backward(npu) -> None:
     x = torch.randn(3, 1, 4).npu().requires_grad_()
     with pytest.raises(RuntimeError, match="double backward .* not supported by the emulated NPU"):
         torch.autograd.grad(lstm(x)[0].sum(), x, create_graph=True)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ctc_loss_with_cpu_lengths_matches_cpu(npu, reduction) -> None:
+    # as on CUDA, the length tensors may stay on CPU
+    torch.manual_seed(0)
+    log_probs = torch.randn(10, 2, 5).log_softmax(2)
+    targets = torch.randint(1, 5, (2, 4))
+    lengths = (torch.full((2,), 10, dtype=torch.long), torch.full((2,), 4, dtype=torch.long))
+    cpu_in = log_probs.clone().requires_grad_()
+    npu_in = log_probs.npu().requires_grad_()
+    cpu_loss = nn.functional.ctc_loss(cpu_in, targets, *lengths, reduction=reduction)
+    npu_loss = nn.functional.ctc_loss(npu_in, targets.npu(), *lengths, reduction=reduction)
+    cpu_loss.sum().backward()
+    npu_loss.sum().backward()
+    assert npu_loss.device.type == "npu"
+    assert torch.equal(cpu_loss, npu_loss.cpu()) and torch.equal(cpu_in.grad, npu_in.grad.cpu())

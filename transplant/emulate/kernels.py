@@ -299,8 +299,8 @@ def _unflatten(spec, tensors):
 
 
 def _make_rnn_fast_kernel(op: Any):
-    # The PackedSequence overloads take batch_sizes as a CPU tensor on every device.
-    cpu_ok = op._overloadname == "data"
+    # PackedSequence batch_sizes and CTC lengths are CPU tensors on every device.
+    cpu_ok = op._overloadname == "data" or op._schema.name == "aten::ctc_loss"
 
     def kernel(*args, **kwargs):
         tensors, spec = _flatten(args)
@@ -324,9 +324,10 @@ def _make_rnn_fast_kernel(op: Any):
 
 
 # Also attention: on CPU it takes the flash kernel, on other devices the math path; running the
-# CPU choice keeps npu numerics identical to CPU ones.
+# CPU choice keeps npu numerics identical to CPU ones. CTC's composite mixes in CPU length tensors.
 _FAST_OPS = ["lstm.input", "lstm.data", "gru.input", "gru.data", "rnn_tanh.input", "rnn_tanh.data",
-             "rnn_relu.input", "rnn_relu.data", "scaled_dot_product_attention"]
+             "rnn_relu.input", "rnn_relu.data", "scaled_dot_product_attention", "ctc_loss.Tensor",
+             "ctc_loss.IntList"]
 
 
 def _register_rnn_fast_path(lib: torch.library.Library) -> None:
