@@ -3,7 +3,6 @@ per trainer, each built on first use and shared by the static, auto and golden t
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from e2e_support import (
     ALBERT,
     PYTHON,
-    RUN_TIMEOUT,
     SELFMM,
     Run,
     albert_args,
@@ -27,11 +25,9 @@ from e2e_support import (
 @pytest.fixture(scope="session")
 def selfmm_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("selfmm")
-    done = subprocess.run(
-        [PYTHON, "data/make_synthetic.py", "--data_dir", str(work / "data")],
-        cwd=str(SELFMM / "original"), capture_output=True, text=True, timeout=RUN_TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_process([PYTHON, "data/make_synthetic.py", "--data_dir", str(work / "data")],
+                       cwd=SELFMM / "original")
+    assert done.returncode == 0, done.describe()
     return work
 
 
@@ -59,11 +55,9 @@ def selfmm_migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def albert_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("albert")
-    done = subprocess.run(
-        [PYTHON, "prepare_fake_data.py", "--output_dir", str(work / "fake")],
-        cwd=str(ALBERT / "original"), capture_output=True, text=True, timeout=RUN_TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_process([PYTHON, "prepare_fake_data.py", "--output_dir", str(work / "fake")],
+                       cwd=ALBERT / "original")
+    assert done.returncode == 0, done.describe()
     return work
 
 
