@@ -23,44 +23,11 @@ from transplant.rewrite.context import FileContext
 from transplant.rewrite.imports import ImportEdits
 from transplant.rewrite.literals import FlowFacts, LiteralSlots
 from transplant.rewrite.method import MethodRenames
-from transplant.rewrite.names import ImportTable, dotted_name
+from transplant.rewrite.names import FIELD_CACHE, ImportTable, dotted_name, node_fields
 from transplant.rewrite.qualnames import QualifiedNames
 from transplant.rules import RuleSet
 
 Handler = Callable[..., Optional[bool]]
-
-
-# Fields that only hold whitespace, comments or punctuation: never worth walking into.
-_SKIP_FIELDS = frozenset({
-    "lpar", "rpar", "comma", "equal", "semicolon", "colon", "newline", "header", "footer", "leading_lines",
-    "lines_after_decorators", "trailing_whitespace", "operator", "whitespace_before", "whitespace_after",
-    "whitespace_before_params", "whitespace_after_def", "whitespace_after_name", "whitespace_before_colon",
-    "whitespace_after_at", "whitespace_after_import", "whitespace_after_from", "whitespace_before_import",
-    "whitespace_after_star", "whitespace_after_star_star", "whitespace_after_indicator",
-    "whitespace_after_param", "whitespace_before_indicator", "whitespace_before_args", "whitespace_after_as",
-    "whitespace_before_as", "whitespace_before_walrus", "whitespace_after_walrus", "whitespace_after_if",
-    "whitespace_before_if", "whitespace_after_else", "whitespace_before_else", "whitespace_after_in",
-    "whitespace_before_in", "whitespace_after_for", "whitespace_before_for", "whitespace_after_lambda",
-    "whitespace_after_await", "whitespace_after_return", "whitespace_after_del", "whitespace_after_assert",
-    "whitespace_after_raise", "whitespace_after_global", "whitespace_after_nonlocal", "whitespace_after_with",
-    "whitespace_after_case", "whitespace_after_match", "whitespace_after_async", "whitespace_after_yield",
-    "whitespace_after_from_", "whitespace_before_from", "whitespace_after_class", "whitespace_after_while",
-    "whitespace_after_except", "whitespace_after_dot", "whitespace_before_dot", "lbracket", "rbracket",
-    "lbrace", "rbrace", "dot", "asynchronous", "indent", "start", "end", "quote", "prefix",
-})
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _fields_of(cls: type) -> tuple[str, ...]:
-    names = _FIELDS.get(cls)
-    if names is None:
-        import dataclasses
-
-        names = _FIELDS[cls] = tuple(
-            f.name for f in dataclasses.fields(cls)
-            if f.name not in _SKIP_FIELDS and not f.name.startswith("whitespace")
-        )
-    return names
 
 
 class _Detector:
@@ -93,14 +60,14 @@ class _Detector:
         dispatch = self.dispatch
         stack = self.stack
         base = cst.CSTNode
-        fields = _FIELDS
+        fields = FIELD_CACHE
 
         def visit(n: cst.CSTNode) -> None:
             handler = dispatch.get(type(n))
             if handler is not None and handler(n) is False:
                 return
             stack.append(n)
-            names = fields.get(type(n)) or _fields_of(type(n))
+            names = fields.get(type(n)) or node_fields(type(n))
             for name in names:
                 value = getattr(n, name)
                 if isinstance(value, base):

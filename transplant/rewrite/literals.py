@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 import libcst as cst
 
 from transplant.rewrite.context import FileContext
-from transplant.rewrite.names import dotted_name
+from transplant.rewrite.names import dotted_name, iter_nodes
 from transplant.rules import BackendRule, DeviceRule, EnvVarRule, Rule, TensorTypeRule, UnsupportedRule
 
 StringNode = Union[cst.SimpleString, cst.FormattedString]
@@ -221,16 +221,11 @@ class LiteralSlots:
         while isinstance(walk, cst.If):
             tests.append(walk.test)
             walk = walk.orelse
-        code = [self.ctx.code(t) for t in tests]
-        if not any(re.search(r"""['"]npu(:\d+)?['"]""", c) for c in code):
+        nodes = [n for t in tests for n in iter_nodes(t)]
+        npu = re.compile(rf"{re.escape(self.device.to_type)}(:\d+)?\Z")
+        if not any(isinstance(n, cst.SimpleString) and npu.match(n.raw_value) for n in nodes):
             return
-        for test in tests:
-            todo: list[cst.CSTNode] = [test]
-            while todo:
-                n = todo.pop()
-                if isinstance(n, cst.Comparison):
-                    self.protected.add(id(n))
-                todo.extend(n.children)
+        self.protected.update(id(n) for n in nodes if isinstance(n, cst.Comparison))
 
     def param(self, node: cst.Param, stack: Sequence[cst.CSTNode]) -> None:
         return None  # parameter defaults are reached from the string (see _context)

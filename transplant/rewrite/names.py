@@ -14,6 +14,54 @@ from typing import Iterator, Optional, Sequence, Union
 import libcst as cst
 
 
+# Fields that only hold whitespace, comments or punctuation: never worth walking into.
+_SKIP_FIELDS = frozenset({
+    "lpar", "rpar", "comma", "equal", "semicolon", "colon", "newline", "header", "footer", "leading_lines",
+    "lines_after_decorators", "trailing_whitespace", "operator", "whitespace_before", "whitespace_after",
+    "whitespace_before_params", "whitespace_after_def", "whitespace_after_name", "whitespace_before_colon",
+    "whitespace_after_at", "whitespace_after_import", "whitespace_after_from", "whitespace_before_import",
+    "whitespace_after_star", "whitespace_after_star_star", "whitespace_after_indicator",
+    "whitespace_after_param", "whitespace_before_indicator", "whitespace_before_args", "whitespace_after_as",
+    "whitespace_before_as", "whitespace_before_walrus", "whitespace_after_walrus", "whitespace_after_if",
+    "whitespace_before_if", "whitespace_after_else", "whitespace_before_else", "whitespace_after_in",
+    "whitespace_before_in", "whitespace_after_for", "whitespace_before_for", "whitespace_after_lambda",
+    "whitespace_after_await", "whitespace_after_return", "whitespace_after_del", "whitespace_after_assert",
+    "whitespace_after_raise", "whitespace_after_global", "whitespace_after_nonlocal", "whitespace_after_with",
+    "whitespace_after_case", "whitespace_after_match", "whitespace_after_async", "whitespace_after_yield",
+    "whitespace_after_from_", "whitespace_before_from", "whitespace_after_class", "whitespace_after_while",
+    "whitespace_after_except", "whitespace_after_dot", "whitespace_before_dot", "lbracket", "rbracket",
+    "lbrace", "rbrace", "dot", "asynchronous", "indent", "start", "end", "quote", "prefix",
+})
+FIELD_CACHE: dict[type, tuple[str, ...]] = {}
+
+
+def node_fields(cls: type) -> tuple[str, ...]:
+    names = FIELD_CACHE.get(cls)
+    if names is None:
+        import dataclasses
+
+        names = FIELD_CACHE[cls] = tuple(
+            f.name for f in dataclasses.fields(cls)
+            if f.name not in _SKIP_FIELDS and not f.name.startswith("whitespace")
+        )
+    return names
+
+
+def iter_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and its descendants (whitespace and punctuation skipped), without libcst's visitor."""
+    todo = [node]
+    base = cst.CSTNode
+    while todo:
+        n = todo.pop()
+        yield n
+        for name in FIELD_CACHE.get(type(n)) or node_fields(type(n)):
+            value = getattr(n, name)
+            if isinstance(value, base):
+                todo.append(value)
+            elif type(value) is tuple or type(value) is list:
+                todo.extend(v for v in value if isinstance(v, base))
+
+
 def dotted_name(node: cst.BaseExpression) -> Optional[str]:
     """``a.b.c`` for a pure Name/Attribute chain, else None."""
     parts: list[str] = []
