@@ -263,3 +263,11 @@ def test_npu_memory_cannot_be_pinned(npu) -> None:
     for _ in range(2):  # also once the op is known to the dispatcher cache
         with pytest.raises(RuntimeError, match=r"cannot pin 'torch.npu.FloatTensor' only dense CPU tensors can be pinned"):
             t.pin_memory()
+
+
+def test_repr_suffix_order_matches_torch(npu) -> None:
+    assert repr(torch.empty(0, 3, device="npu", dtype=torch.float16)) == (
+        "tensor([], device='npu:0', size=(0, 3), dtype=torch.float16)")
+    assert repr(torch.tensor(3.0, device="npu")) == "tensor(3., device='npu:0')"
+    assert repr(torch.ones(1, device="npu", dtype=torch.float64, requires_grad=True)) == (
+        "tensor([1.], device='npu:0', dtype=torch.float64, requires_grad=True)")

@@ -211,17 +211,16 @@ def unwrap(t: torch.Tensor) -> torch.Tensor:
 
 def _repr(t: NpuTensor) -> str:
     text = repr(t._elem.detach())
-    extra = [f"device='{t.device}'"]
+    extra = []
     if t.requires_grad and t.grad_fn is None:
         extra.append("requires_grad=True")
     elif t.grad_fn is not None:
         extra.append(f"grad_fn=<{type(t.grad_fn).__name__}>")
-    # CPU repr is "tensor(DATA[, dtype=...])"; torch puts device first among the suffixes.
+    # CPU repr is "tensor(DATA[, size=...][, dtype=...])"; torch puts the device before those.
     body = text[len("tensor(") : -1]
-    data, sep, rest = body.partition(", dtype=")
-    if not sep:
-        data, sep, rest = body.partition(", size=")
-    suffix = ", ".join([extra[0]] + ([sep.strip(", ") + rest] if sep else []) + extra[1:])
+    cut = min((i for i in (body.find(", size="), body.find(", dtype=")) if i >= 0), default=len(body))
+    data, rest = body[:cut], body[cut + 2 :]
+    suffix = ", ".join([f"device='{t.device}'"] + ([rest] if rest else []) + extra)
     return f"tensor({data}, {suffix})"
 
 
