@@ -25,7 +25,8 @@ MODES = (None, "raise", "warn")
 _mode: Optional[str] = None
 _installed = False
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
-_OUR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# transplant itself (the emulator, transplant.auto's redirects) is not "user code" either
+_OUR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 # torch.cuda functions that silently "work" on a CUDA-less build.
 _CUDA_FUNCTIONS = [
@@ -64,7 +65,7 @@ def set_mode(value: Optional[str]) -> None:
 
 
 def _user_frame(depth: int) -> Optional[Any]:
-    """The caller frame ``depth`` levels up, or None if that caller is torch or the emulator."""
+    """The caller frame ``depth`` levels up, or None if that caller is torch or transplant."""
     frame = sys._getframe(depth + 1)
     filename = os.path.abspath(frame.f_code.co_filename)
     if filename.startswith(_TORCH_DIR) or filename.startswith(_OUR_DIR):
