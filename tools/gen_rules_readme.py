@@ -32,11 +32,11 @@ def _cell(text: str) -> str:
 
 def _names(rule: dict) -> list[str]:
     out: list[str] = []
-    for key in ("map", "names", "calls", "attributes", "strings", "module_suffixes", "add", "rename"):
+    for key in ("map", "names", "calls", "attributes", "strings", "module_suffixes", "method_chains", "add", "rename"):
         value = rule.get(key)
         if isinstance(value, dict):
             for k, v in value.items():
-                if key in ("names", "strings", "module_suffixes"):
+                if key in ("names", "strings", "module_suffixes", "method_chains"):
                     out.append(f"`{k}`" + (f" ({_cell(v)})" if v else ""))
                 elif key == "add":
                     out.append(f"adds `{k}={v}`")

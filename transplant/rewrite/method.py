@@ -13,7 +13,7 @@ from typing import Sequence
 import libcst as cst
 
 from transplant.rewrite.context import FileContext
-from transplant.rules import MethodRule
+from transplant.rules import MethodRule, UnsupportedRule
 
 
 _MODULES_WITH_CUDA = frozenset({"numba", "cupy", "pycuda", "jax", "tensorflow", "cuda"})
@@ -30,12 +30,21 @@ class MethodRenames:
                     self.calls.setdefault(old, (new, rule))
                 for old, new in rule.attributes.items():
                     self.attributes.setdefault(old, (new, rule))
+        # x.cpu().state_dict(): last method name -> [(previous method name, tip, rule)]
+        self.chains: dict[str, list[tuple[str, str, UnsupportedRule]]] = {}
+        for rule in ctx.ruleset:
+            if isinstance(rule, UnsupportedRule):
+                for chain, tip in rule.method_chains.items():
+                    first, last = chain.rsplit(".", 1)
+                    self.chains.setdefault(last, []).append((first.rsplit(".", 1)[-1], rule.tip_for(tip), rule))
         self.names = set(self.calls) | set(self.attributes)
         self.pending: list[tuple[cst.Attribute, list[cst.CSTNode], str, MethodRule, str]] = []
         self.user_defined: set[str] = set()  # attribute names the file defines itself
 
     def attribute(self, node: cst.Attribute, stack: Sequence[cst.CSTNode]) -> None:
         attr = node.attr.value
+        if attr in self.chains:
+            self._chain(node, attr, stack)
         if attr not in self.names:
             return
         parent = stack[-1] if stack else None
@@ -53,6 +62,17 @@ class MethodRenames:
         elif attr in self.attributes:
             new, rule = self.attributes[attr]
             self.pending.append((node, list(stack), new, rule, f".{attr} -> .{new}"))
+
+    def _chain(self, node: cst.Attribute, attr: str, stack: Sequence[cst.CSTNode]) -> None:
+        """Report ``x.cpu().state_dict()``-style chains (unsupported ``method_chains``)."""
+        parent = stack[-1] if stack else None
+        inner = node.value
+        if not (isinstance(parent, cst.Call) and parent.func is node and isinstance(inner, cst.Call)
+                and isinstance(inner.func, cst.Attribute)):
+            return
+        for previous, tip, rule in self.chains[attr]:
+            if inner.func.attr.value == previous:
+                self.ctx.record_unsupported(node, rule, f".{previous}().{attr}()", tip)
 
     def definition(self, name: str) -> None:
         """The file defines ``def name`` / a parameter ``name``: renaming its uses would break them."""

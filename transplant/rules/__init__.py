@@ -154,7 +154,7 @@ def _check_semantics(path: Path, where: str, raw: Mapping[str, object]) -> None:
     """What JSON Schema cannot say: non-empty tips, parseable expressions, compilable patterns."""
     kind = raw["kind"]
     if kind == "unsupported" and not raw.get("tip"):
-        for key in ("names", "strings", "module_suffixes"):
+        for key in ("names", "strings", "module_suffixes", "method_chains"):
             for name, tip in dict(raw.get(key, {})).items():  # type: ignore[call-overload]
                 if not tip:
                     raise RuleFileError(path, _pointer([*where.strip("/").split("/"), key, name]),

@@ -45,6 +45,7 @@ class UnsupportedRule(Rule):
     names: Mapping[str, str] = field(default_factory=dict)
     strings: Mapping[str, str] = field(default_factory=dict)
     module_suffixes: Mapping[str, str] = field(default_factory=dict)
+    method_chains: Mapping[str, str] = field(default_factory=dict)
 
     def tip_for(self, specific: str) -> str:
         return specific or self.tip
@@ -169,7 +170,8 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
         return RenameRule(**common, map=dict(raw["map"]))
     if kind == "unsupported":
         return UnsupportedRule(**common, names=dict(raw["names"]), strings=dict(raw.get("strings", {})),
-                               module_suffixes=dict(raw.get("module_suffixes", {})))
+                               module_suffixes=dict(raw.get("module_suffixes", {})),
+                               method_chains=dict(raw.get("method_chains", {})))
     if kind == "method":
         return MethodRule(**common, calls=dict(raw.get("calls", {})), attributes=dict(raw.get("attributes", {})))
     if kind == "device":
@@ -219,6 +221,7 @@ def default_triggers(rule: Rule) -> tuple[str, ...]:
         out += [longest(k) for k in rule.map]
     elif isinstance(rule, UnsupportedRule):
         out += [longest(k) for k in rule.names] + list(rule.strings) + list(rule.module_suffixes)
+        out += [k.rsplit(".", 1)[-1] for k in rule.method_chains]
     elif isinstance(rule, MethodRule):
         out += list(rule.calls) + list(rule.attributes)
     elif isinstance(rule, DeviceRule):
