@@ -271,3 +271,17 @@ def test_repr_suffix_order_matches_torch(npu) -> None:
     assert repr(torch.tensor(3.0, device="npu")) == "tensor(3., device='npu:0')"
     assert repr(torch.ones(1, device="npu", dtype=torch.float64, requires_grad=True)) == (
         "tensor([1.], device='npu:0', dtype=torch.float64, requires_grad=True)")
+
+
+def test_default_device_context(npu) -> None:
+    with torch.device("npu"):
+        a = torch.zeros(2)
+        layer = nn.Linear(2, 2)
+    assert a.device.type == "npu" and layer.weight.device.type == "npu"
+    assert layer(a).device.type == "npu"
+    torch.set_default_device("npu:0")
+    try:
+        assert torch.randn(2).device == torch.device("npu:0")
+    finally:
+        torch.set_default_device("cpu")
+    assert torch.zeros(1).device.type == "cpu"
