@@ -17,6 +17,7 @@ _SHIM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
 
 
 def is_active() -> bool:
+    """True once activation has completed in this process."""
     return _active
 
 
@@ -64,6 +65,7 @@ def _env_count() -> Optional[int]:
 
 
 def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count: Optional[int]) -> None:
+    """Run the activation sequence once (see ``transplant.emulate.activate``)."""
     global _active
     from transplant.emulate import strict
 

@@ -51,6 +51,7 @@ def current_index() -> int:
 
 
 def set_current_index(index: int) -> None:
+    """Make ``npu:index`` the current device of this thread."""
     check_index(index)
     if native:
         torch._C._accelerator_setDeviceIndex(index)
@@ -59,6 +60,7 @@ def set_current_index(index: int) -> None:
 
 
 def check_index(index: int) -> int:
+    """Return ``index`` if it names an emulated device, else raise torch_npu-style."""
     if not 0 <= index < device_count:
         hint = "" if native else " (pure-Python mode emulates npu:0 only; the native helper gives more)"
         raise RuntimeError(

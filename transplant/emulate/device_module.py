@@ -54,6 +54,7 @@ def is_available() -> bool:
 
 
 def is_initialized() -> bool:
+    """Always True while the emulator is active."""
     return True
 
 
@@ -151,6 +152,7 @@ def synchronize(device: DeviceLike = None) -> None:
 
 
 def get_device_name(device: DeviceLike = None) -> str:
+    """A name that says the device is emulated."""
     return "Ascend (emulated on CPU by transplant)"
 
 
@@ -167,15 +169,18 @@ class _DeviceProperties:
 
 
 def get_device_properties(device: DeviceLike = None) -> _DeviceProperties:
+    """Fixed, plausible properties (64 GiB, one 'multiprocessor')."""
     return _DeviceProperties(_index(device))
 
 
 def get_device_capability(device: DeviceLike = None) -> tuple:
+    """``(0, 0)``: there is no compute capability to report."""
     # torch_npu returns None here; code written for CUDA compares tuples, so give a neutral one.
     return (0, 0)
 
 
 def is_bf16_supported(including_emulation: bool = True) -> bool:
+    """True: bfloat16 runs (on CPU)."""
     return True
 
 
@@ -214,11 +219,13 @@ def seed() -> None:
 
 
 def seed_all() -> None:
+    """Seed every npu generator with one random number."""
     value = torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(int(time.time_ns()))).item()
     manual_seed_all(value)
 
 
 def initial_seed() -> int:
+    """The seed the current device's generator was last seeded with."""
     if _state.rng_mode == "shared":
         return torch.initial_seed()
     return _state.initial_seeds[_state.current_index()]
@@ -230,14 +237,17 @@ def get_rng_state(device: DeviceLike = "npu") -> torch.Tensor:
 
 
 def set_rng_state(new_state: torch.Tensor, device: DeviceLike = "npu") -> None:
+    """Restore the RNG state of an npu device (a CPU ByteTensor)."""
     _generators(device)[0].set_state(new_state.cpu() if new_state.device.type != "cpu" else new_state)
 
 
 def get_rng_state_all() -> List[torch.Tensor]:
+    """RNG states of all npu devices."""
     return [get_rng_state(i) for i in range(device_count())]
 
 
 def set_rng_state_all(new_states: List[torch.Tensor]) -> None:
+    """Restore the RNG states of all npu devices."""
     for i, state in enumerate(new_states):
         set_rng_state(state, i)
 
@@ -250,18 +260,22 @@ def empty_cache() -> None:
 
 
 def memory_allocated(device: DeviceLike = None) -> int:
+    """0: memory is not tracked."""
     return 0
 
 
 def max_memory_allocated(device: DeviceLike = None) -> int:
+    """0: memory is not tracked."""
     return 0
 
 
 def memory_reserved(device: DeviceLike = None) -> int:
+    """0: memory is not tracked."""
     return 0
 
 
 def max_memory_reserved(device: DeviceLike = None) -> int:
+    """0: memory is not tracked."""
     return 0
 
 
@@ -270,23 +284,28 @@ max_memory_cached = max_memory_reserved
 
 
 def reset_peak_memory_stats(device: DeviceLike = None) -> None:
+    """No-op: memory is not tracked."""
     pass
 
 
 def reset_max_memory_allocated(device: DeviceLike = None) -> None:
+    """No-op: memory is not tracked."""
     pass
 
 
 def memory_stats(device: DeviceLike = None) -> dict:
+    """Empty: memory is not tracked."""
     return {}
 
 
 def mem_get_info(device: DeviceLike = None) -> tuple:
+    """``(free, total)``, both the fixed 64 GiB of the emulated device."""
     total = _DeviceProperties(0).total_memory
     return (total, total)
 
 
 def memory_summary(device: DeviceLike = None, abbreviated: bool = False) -> str:
+    """A one-line note that memory is not tracked."""
     return "Memory statistics are not tracked by the emulated NPU (transplant.emulate)."
 
 
@@ -294,22 +313,27 @@ def memory_summary(device: DeviceLike = None, abbreviated: bool = False) -> str:
 
 
 def get_amp_supported_dtype() -> List[torch.dtype]:
+    """float16 and bfloat16 (read by ``torch.autocast`` and checkpointing)."""
     return [torch.float16, torch.bfloat16]
 
 
 def is_autocast_enabled() -> bool:
+    """Whether npu autocast is on (``torch.is_autocast_enabled('npu')``)."""
     return torch.is_autocast_enabled(_state.DEVICE_TYPE)
 
 
 def set_autocast_enabled(enabled: bool) -> None:
+    """Switch npu autocast on or off."""
     torch.set_autocast_enabled(_state.DEVICE_TYPE, enabled)
 
 
 def get_autocast_dtype() -> torch.dtype:
+    """The npu autocast dtype."""
     return torch.get_autocast_dtype(_state.DEVICE_TYPE)
 
 
 def set_autocast_dtype(dtype: torch.dtype) -> None:
+    """Set the npu autocast dtype."""
     torch.set_autocast_dtype(_state.DEVICE_TYPE, dtype)
 
 
@@ -382,15 +406,18 @@ _current_streams: dict = {}
 
 
 def current_stream(device: DeviceLike = None) -> Stream:
+    """The stream selected with ``torch.npu.stream``/``set_stream``, else the default one."""
     index = _index(device)
     return _current_streams.get(index) or default_stream(index)
 
 
 def default_stream(device: DeviceLike = None) -> Stream:
+    """The (no-op) default stream of a device."""
     return Stream(_index(device))
 
 
 def set_stream(stream: Stream) -> None:
+    """Select ``stream`` as current for its device."""
     _current_streams[stream.device.index] = stream
 
 

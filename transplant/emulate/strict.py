@@ -46,6 +46,7 @@ class LeftoverCudaWarning(UserWarning):
 
 
 def check_mode(value: Optional[str]) -> Optional[str]:
+    """Return ``value`` if it is a valid strict-CUDA mode, else raise ValueError."""
     if value not in MODES:
         raise ValueError(f"strict_cuda must be one of {MODES}, got {value!r}")
     return value
