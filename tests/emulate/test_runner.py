@@ -112,6 +112,23 @@ def test_exit_code_and_argv_pass_through(tmp_path: Path) -> None:
                     "path0": str(tmp_path), "torch_loaded": False}
 
 
+def test_import_torch_npu_before_torch(tmp_path: Path) -> None:
+    # Hand-ported scripts often start with `import torch_npu`: its activation imports torch, which
+    # fires the boot hook's own activation inside it; both must complete.
+    script = write(
+        tmp_path / "npu_first.py",
+        """
+        import torch_npu
+        import torch
+        x = torch.ones(3).npu()
+        print(x.device, (x * 2).sum().item())
+        """,
+    )
+    result = run_transplant([str(script)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["npu:0", "6.0"]
+
+
 def test_death_by_signal_is_reported_as_128_plus_n(tmp_path: Path) -> None:
     script = write(tmp_path / "killed.py", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
     # In process, through the public function (the path the CLI takes).

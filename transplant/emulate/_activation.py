@@ -67,6 +67,11 @@ def _env_count() -> Optional[int]:
 def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count: Optional[int]) -> None:
     """Run the activation sequence once (see ``transplant.emulate.activate``)."""
     global _active
+    # Import torch before anything that imports it at module level: under `transplant run` the
+    # first `import torch` itself activates the emulator (boot hook), and that nested activation
+    # must not find a half-imported transplant.emulate.strict.
+    import torch  # noqa: F401
+
     from transplant.emulate import strict
 
     if strict_cuda is None:
