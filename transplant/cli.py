@@ -343,7 +343,11 @@ def run_command(strict_cuda: bool, nproc: int | None, script: str, args: tuple[s
     """Run SCRIPT (with its ARGS, passed through untouched) on the emulated NPU."""
     from transplant.emulate.runner import run
 
-    sys.exit(run([script, *args], strict_cuda=strict_cuda, nproc=nproc))
+    try:
+        code = run([script, *args], strict_cuda=strict_cuda, nproc=nproc)
+    except (RuntimeError, ValueError) as error:  # a real torch_npu present, a bad script/nproc
+        _fail(str(error), EXIT_USAGE)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -98,6 +98,21 @@ def test_run_passes_everything_through(invoke, monkeypatch) -> None:
     assert calls == [(["s.py", "--help"], False, None)]
 
 
+def test_run_refusal_is_one_line_usage_error(invoke, monkeypatch) -> None:
+    fake = types.ModuleType("transplant.emulate.runner")
+
+    def run(argv, *, strict_cuda=False, nproc=None):
+        raise RuntimeError("transplant.emulate: the real torch_npu is installed (/x)")
+
+    fake.run = run
+    monkeypatch.setitem(sys.modules, "transplant.emulate.runner", fake)
+    result = invoke("run", "train.py")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "transplant: error: transplant.emulate: the real torch_npu is installed (/x)"
+    ]
+
+
 @pytest.mark.slow
 def test_run_on_the_emulator(tmp_path: Path) -> None:
     script = write_tree(tmp_path, {"s.py": b"import sys\nprint('args', sys.argv[1:])\nsys.exit(3)\n"}) / "s.py"
