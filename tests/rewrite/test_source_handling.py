@@ -137,3 +137,16 @@ def test_deeply_nested_expression_does_not_crash(ruleset) -> None:
     result = rewrite_source(source, "deep.py", ruleset)
     assert result.status is Status.FAILED
     assert result.reason.startswith("deep.py:2:")
+
+
+def test_unsupported_method_chains(tmp_path) -> None:
+    import json
+
+    rules = tmp_path / "chains.json"
+    rules.write_text(json.dumps({"name": "chains", "rules": [
+        {"id": "TP980", "kind": "unsupported", "severity": "review", "message": "m", "tip": "save a CPU copy",
+         "names": {}, "method_chains": {"cpu.state_dict": ""}}]}))
+    source = b"import torch\ntorch.save(model.cpu().state_dict(), 'p')\nsd = model.state_dict()\nx = model.cpu()\n"
+    result = rewrite_source(source, "c.py", load_ruleset([rules]))
+    assert result.status is Status.UNCHANGED
+    assert [(u.line, u.rule, u.op, u.tip) for u in result.unsupported] == [(2, "TP980", ".cpu().state_dict()", "save a CPU copy")]
