@@ -23,9 +23,9 @@ import logging
 import multiprocessing
 import os
 import shutil
+import secrets
 import signal
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -246,8 +246,11 @@ def _link_entry(link: Path, rel: str, root_real: Path) -> _Entry:
 def _atomic_write(target: Path, data: bytes | None = None, *, copy_from: Path | None = None,
                   mode: int | None = None) -> None:
     """Write ``data`` (or a byte copy of ``copy_from``) to ``target`` via a temp file + os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=target.parent)
+    # The name is chosen before the file exists and created inside the try: an interrupt that lands
+    # while the file is being created (inside mkstemp, say) would otherwise leave it behind.
+    tmp = target.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             if copy_from is not None:
                 with open(copy_from, "rb") as source:
@@ -259,7 +262,7 @@ def _atomic_write(target: Path, data: bytes | None = None, *, copy_from: Path | 
         os.replace(tmp, target)
     except BaseException:
         # Covers KeyboardInterrupt (and SIGTERM, which the CLI turns into one): no half-written file.
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
