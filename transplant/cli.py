@@ -272,7 +272,7 @@ def rules_command(rule_id: str | None, rule_files: tuple[Path, ...]) -> None:
         ruleset = load_ruleset(extra_files=tuple(str(p) for p in rule_files))
     except RuleFileError as exc:
         _fail(f"bad rule file: {exc}")
-    rules = sorted(ruleset, key=lambda r: r.id)
+    rules = sorted(ruleset.rules, key=lambda r: r.id)
     if rule_id is not None:
         exact = [r for r in rules if r.id == rule_id.upper()]
         if exact:

@@ -37,19 +37,19 @@ def test_rules_lists_every_rule(invoke) -> None:
     result = invoke("rules")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert len(lines) == len(ruleset)
+    assert len(lines) == len(ruleset.rules)
     ids = [line.split()[0] for line in lines]
-    assert ids == sorted(rule.id for rule in ruleset)
-    for line, rule in zip(lines, sorted(ruleset, key=lambda r: r.id)):
+    assert ids == sorted(rule.id for rule in ruleset.rules)
+    for line, rule in zip(lines, sorted(ruleset.rules, key=lambda r: r.id)):
         assert line.split()[1:3] == [rule.kind, rule.severity]
         assert line.endswith(rule.message)
 
 
 def test_rules_shows_one_rule_in_full(invoke) -> None:
     ruleset = load_ruleset()
-    if not len(ruleset):
+    if not len(ruleset.rules):
         pytest.fail("no bundled rules")
-    rule = sorted(ruleset, key=lambda r: r.id)[0]
+    rule = sorted(ruleset.rules, key=lambda r: r.id)[0]
     result = invoke("rules", rule.id)
     assert result.exit_code == 0
     assert result.stdout.startswith(f"{rule.id}  ({rule.kind}, {rule.severity})")

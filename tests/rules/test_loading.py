@@ -27,8 +27,19 @@ def test_bundled_sets_load_and_are_typed() -> None:
     rs = load_ruleset()
     assert isinstance(rs.get("TP120"), MethodRule)
     assert isinstance(rs.get("TP130"), DeviceRule)
-    assert len({r.id for r in rs}) == len(rs)
+    assert len({r.id for r in rs.rules}) == len(rs.rules)
     assert rs.options == {"amp": None, "npu_fused_optimizers": False}
+
+
+def test_rules_behind_an_option_are_listed_but_inert() -> None:
+    off = load_ruleset()
+    assert off.get("TP430") is not None and off.get("TP430").requires_option == "amp"
+    assert "TP430" not in {r.id for r in off} and "TP431" not in {r.id for r in off}
+    # Without --amp, a file whose only trigger is `backward` is not even parsed.
+    assert not off.may_apply(b"loss.backward()\n")
+    on = load_ruleset(options={"amp": "fp16"})
+    assert {"TP430", "TP431"} <= {r.id for r in on}
+    assert on.may_apply(b"loss.backward()\n")
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,11 @@ class RuleSet:
         self._by_id = {r.id: r for r in self.rules}
         # Derived lookup structures built by the rewriter (per process; not pickled).
         self.cache: dict[str, object] = {}
-        triggers = sorted({t for r in self.rules for t in default_triggers(r)}, key=len)
+        # Rules behind an option that is off (e.g. --amp) stay listed but never trigger or run.
+        self.active: tuple[Rule, ...] = tuple(
+            r for r in self.rules if not r.requires_option or self.options.get(r.requires_option)
+        )
+        triggers = sorted({t for r in self.active for t in default_triggers(r)}, key=len)
         # A file that contains none of these substrings cannot match any rule: copied without parsing.
         self.trigger_re: re.Pattern[bytes] | None = (
             re.compile(b"|".join(re.escape(t.encode()) for t in triggers)) if triggers else None
@@ -75,7 +79,8 @@ class RuleSet:
         return state
 
     def __iter__(self) -> Iterator[Rule]:
-        return iter(self.rules)
+        """The rules in force (``.rules`` also holds those inert because their option is off)."""
+        return iter(self.active)
 
     def __len__(self) -> int:
         return len(self.rules)

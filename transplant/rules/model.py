@@ -24,6 +24,7 @@ class Rule:
     description: str = ""
     triggers: tuple[str, ...] = ()
     needs_torch_npu: bool = True
+    requires_option: str = ""  # the rule is listed but inert unless RuleSet.options[this] is truthy
     source: str = ""  # the rule file this rule came from (for messages)
 
     def summary(self) -> str:
@@ -164,6 +165,7 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
     common: dict[str, Any] = {k: raw[k] for k in COMMON_FIELDS if k in raw}
     common["triggers"] = tuple(raw.get("triggers", ()))
     common["needs_torch_npu"] = bool(raw.get("needs_torch_npu", True))
+    common["requires_option"] = raw.get("requires_option", "")
     common["source"] = source
     kind = raw["kind"]
     if kind == "rename":
@@ -195,7 +197,7 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
     if kind == "tensor_type":
         return TensorTypeRule(**common, map=dict(raw["map"]), positional=_slots(raw.get("positional")),
                               methods=_slots(raw.get("methods")))
-    data = {k: v for k, v in raw.items() if k not in COMMON_FIELDS and k not in ("triggers", "needs_torch_npu")}
+    data = {k: v for k, v in raw.items() if k not in COMMON_FIELDS and k not in ("triggers", "needs_torch_npu", "requires_option")}
     return StructuralRule(**common, data=data)
 
 
