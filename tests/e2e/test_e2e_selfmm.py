@@ -57,18 +57,11 @@ CHECKLIST = [
               why="feature extraction script, not on the training path"),
     Construct("models/subNets/transformers_encoder/transformer.py", "if tensor.is_cuda:", "migrated",
               result=r"if tensor\.is_npu:", why="without it the future mask stays on the CPU"),
-    # not a CUDA API, but a CUDA assumption: see PARAMETER_IDENTITY below
-    Construct("trains/multiTask/SELF_MM.py", "model.cpu().state_dict()", "migrated_or_reported",
-              result=r"state_dict\(\)", op="state_dict",
-              why="checkpoint round trip model.cpu() -> model.to(device) after the optimizer was built"),
 ]
 
 # Checklist items the tool does not handle yet: expected failures naming the missing rule, so the
 # test turns red (XPASS) the day the rule lands and the mark must go.
-KNOWN_GAPS = {
-    "trains/multiTask/SELF_MM.py:model.cpu().state_dict()": "no bundled rule reports or rewrites "
-    "model.cpu().state_dict() (TP565 was written, then withdrawn from rules/advisories.json in 58cdbf2)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 # What a semantic migration must leave alone.
 UNTOUCHED = [
@@ -183,65 +176,18 @@ def test_static_first_epoch_matches_cpu(selfmm_static: Run, selfmm_cpu: Run) -> 
 
 
 # After each improving epoch the trainer saves `model.cpu().state_dict()` and moves the model back
-# with `model.to(device)`, after the optimizer was built. On CUDA both moves keep the Parameter
-# objects (CPU and CUDA tensors are shallow-copy compatible). On a PrivateUse1 device they are not:
-# torch core's Module._apply then creates new Parameters, the optimizer keeps the old ones, and from
-# epoch 2 on the model stops learning. The emulator follows torch core here, and so does torch_npu 2.x
-# as far as its Python layer shows (its Module.to patch calls the same _apply). A migration that keeps
-# the trainer learning needs a rule (e.g. torch.__future__.set_swap_module_params_on_conversion(True),
-# which keeps the objects, or a report of the round trip); there is none yet.
-PARAMETER_IDENTITY = (
-    "no rule handles model.cpu() -> model.to(device) after the optimizer was built: on a PrivateUse1 "
-    "device (emulated npu, and torch_npu 2.x by torch core's Module._apply) the Parameters are replaced, "
-    "the optimizer keeps the old ones and training stalls from epoch 2"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=PARAMETER_IDENTITY)
-def test_static_migration_trains_on_emulated_npu(selfmm_static: Run, selfmm_cpu: Run) -> None:
+# with `model.to(device)`, after the optimizer was built. This needs no migration: torch_npu
+# registers its own `_has_compatible_shallow_copy_type` kernel (CPU and NPU dense tensors are
+# compatible), so Module._apply moves the Parameters in place as on CUDA and the optimizer keeps
+# training them; the emulator does the same. The whole run must match the CPU reference.
+def test_static_migration_trains_on_emulated_npu(selfmm_static: Run, selfmm_cpu: Run, selfmm_work: Path) -> None:
     assert len(selfmm_static.losses) == len(selfmm_cpu.losses)
     fusion = _per_epoch_mean(selfmm_static, "loss_M")
     assert fusion[-1] < 0.8 * fusion[0], fusion
     assert relative_difference(selfmm_static.losses, selfmm_cpu.losses) <= 1e-5
     assert relative_difference(selfmm_static.field("loss_M"), selfmm_cpu.field("loss_M")) <= 1e-5
-
-
-def test_static_trains_like_cpu_when_parameters_keep_identity(selfmm_migrated: Path, selfmm_work: Path,
-                                                              selfmm_cpu: Run, tmp_path: Path) -> None:
-    """The diagnosis of the expected failure above, and the fix a rule could apply: Module.to/.cpu
-    run with torch.__future__.set_swap_module_params_on_conversion(True), which keeps the Parameter
-    objects, and the migrated trainer matches the CPU reference over every step. (Setting the flag
-    for the whole process is not enough: it also switches load_state_dict to swapping, which fails
-    on the LSTM weights: "Cannot swap t1 because it has weakref associated with it".)"""
-    wrapper = tmp_path / "keep_parameters_then_run.py"
-    wrapper.write_text(
-        "import functools, os, runpy, sys\n"
-        "import torch\n"
-        "def keep_parameters(method):\n"
-        "    @functools.wraps(method)\n"
-        "    def converted(self, *args, **kwargs):\n"
-        "        torch.__future__.set_swap_module_params_on_conversion(True)\n"
-        "        try:\n"
-        "            return method(self, *args, **kwargs)\n"
-        "        finally:\n"
-        "            torch.__future__.set_swap_module_params_on_conversion(False)\n"
-        "    return converted\n"
-        "torch.nn.Module.to = keep_parameters(torch.nn.Module.to)\n"
-        "torch.nn.Module.cpu = keep_parameters(torch.nn.Module.cpu)\n"
-        "sys.argv = sys.argv[1:]\n"
-        "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))\n"
-        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-    )
-    args, loss_log = selfmm_args(selfmm_work, "static-swap")
-    run = transplant_run([str(wrapper), *args], cwd=selfmm_migrated, env=EMULATOR_ENV, loss_log=loss_log,
-                         strict_cuda=True)
-    assert run.returncode == 0, run.describe()
-    assert set(run.field("device")) == {"npu:0"}
-    fusion = _per_epoch_mean(run, "loss_M")
-    assert fusion[-1] < 0.8 * fusion[0], fusion
-    assert relative_difference(run.losses, selfmm_cpu.losses) <= 1e-5
     # the whole run went through: best checkpoint reloaded and tested
-    assert (selfmm_work / "static-swap" / "results" / "normals" / "mosi-regression.csv").is_file()
+    assert (selfmm_work / "static" / "results" / "normals" / "mosi-regression.csv").is_file()
 
 
 def test_auto_mode_matches_static(selfmm_static: Run, selfmm_work: Path) -> None:

@@ -126,8 +126,35 @@ def test_cpu_tensor_data_can_be_moved_to_npu_in_place(npu) -> None:
     plain.data = kept
     plain.add_(1)
     assert plain.tolist() == [1.0, 2.0, 3.0] and kept.tolist() == [1.0, 2.0, 3.0]  # same storage
+    # ... and back (torch_npu's shallow-copy check accepts CPU and NPU dense tensors alike)
+    back = torch.zeros(3)
+    plain.data = back
+    plain.add_(5)
+    assert plain.device.type == "cpu" and back.tolist() == [5.0] * 3
     with pytest.raises(RuntimeError, match="incompatible tensor type"):
-        plain.data = torch.ones(2)
+        plain.data = torch.ones(2).to_sparse()
+
+
+def test_module_cpu_and_back_keeps_parameters_and_grads(npu) -> None:
+    # Self-MM's checkpointing: torch.save(model.cpu().state_dict(), path); model.to(device). On
+    # torch_npu the Parameters are moved in place, so an optimizer built earlier keeps training them.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 1)).npu()
+    params = list(model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4).npu(), torch.randn(16, 1).npu()
+    ((model(x) - y) ** 2).mean().backward()
+    grad = model[0].weight.grad.cpu().clone()
+    state = model.cpu().state_dict()
+    assert all(a is b for a, b in zip(model.parameters(), params))
+    assert all(t.device.type == "cpu" for t in state.values())
+    assert model[0].weight.grad.device.type == "cpu" and torch.equal(model[0].weight.grad, grad)
+    model.to("npu")
+    assert all(a is b for a, b in zip(model.parameters(), params))
+    assert all(p.device.type == "npu" and isinstance(p, nn.Parameter) for p in model.parameters())
+    before = model[0].weight.detach().cpu().clone()
+    opt.step()
+    assert not torch.equal(model[0].weight.detach().cpu(), before)  # the optimizer still drives them
 
 
 @pytest.mark.parametrize(

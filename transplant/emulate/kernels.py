@@ -122,6 +122,21 @@ def register_device_kernels() -> None:
         lib.impl(name, _make_direct_kernel(op), "PrivateUse1")
     _register_rnn_cells()
     _register_rnn_fast_path(lib)
+    # Real torch_npu registers its own kernel for this check, so that CPU and NPU dense tensors
+    # are shallow-copy compatible: Module.cpu()/.npu() then move parameters in place (`param.data
+    # = ...`) and an optimizer built earlier keeps training the module's own Parameters. Core's
+    # composite answers False for PrivateUse1 and would replace the Parameter objects instead.
+    lib.impl("_has_compatible_shallow_copy_type", _shallow_copy_compatible, "AutogradPrivateUse1")
+
+
+def _shallow_copy_compatible(self: torch.Tensor, other: torch.Tensor) -> bool:
+    def dense_cpu_or_npu(t: torch.Tensor) -> bool:
+        return t.layout == torch.strided and t.device.type in ("cpu", _state.DEVICE_TYPE)
+
+    if dense_cpu_or_npu(self) and dense_cpu_or_npu(other):
+        return True
+    with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradPrivateUse1)):
+        return torch.ops.aten._has_compatible_shallow_copy_type.default(self, other)
 
 
 

@@ -417,17 +417,40 @@ def _set_data(self: torch.Tensor, value: torch.Tensor) -> None:
         alias = NpuTensor(value._elem, value._npu_index, requires_grad=self.requires_grad)
         if isinstance(self, torch.nn.Parameter):
             alias._is_param = True
-        for key, item in self.__dict__.items():
-            alias.__dict__.setdefault(key, item)
-        torch.utils.swap_tensors(self, alias)
+        _swap_keeping_grad(self, alias)
         return
     if isinstance(self, NpuTensor) and not isinstance(value, NpuTensor):
-        raise RuntimeError(
-            "Attempted to call `variable.set_data(tensor)`, but `variable` and `tensor` have incompatible "
-            f"tensor type (npu vs {value.device.type}); the emulated NPU cannot move a tensor object "
-            "back to the CPU in place: use `.cpu()` and rebind the name instead."
-        )
+        if value.device.type != "cpu" or value.layout != torch.strided:
+            raise RuntimeError(
+                "Attempted to call `variable.set_data(tensor)`, but `variable` and `tensor` have "
+                f"incompatible tensor type (npu vs {value.device.type})"
+            )
+        # `npu_param.data = cpu_tensor` (what Module.cpu() does on real torch_npu): the mirror of
+        # the case above, the Python object becomes a CPU alias of `value`.
+        alias = value.detach().requires_grad_(self.requires_grad)
+        if isinstance(self, torch.nn.Parameter):
+            alias = torch.nn.Parameter(alias, requires_grad=self.requires_grad)
+        _swap_keeping_grad(self, alias)
+        return
     _base_data.__set__(self, value)
+
+
+def _swap_keeping_grad(self: torch.Tensor, alias: torch.Tensor) -> None:
+    """Make the Python object ``self`` become ``alias``, keeping its attributes and its ``.grad``.
+
+    On hardware ``.data =`` leaves ``.grad`` attached (``Module._apply`` then moves it with
+    ``param.grad.data = ...``); the grad follows the tensor to its new device here, since a grad on
+    another device than its tensor cannot be attached.
+    """
+    grad = self.grad
+    if grad is not None:
+        self.grad = None  # a grad holds a reference that would block the swap
+    for key, item in self.__dict__.items():
+        alias.__dict__.setdefault(key, item)
+    torch.utils.swap_tensors(self, alias)
+    if grad is not None:
+        with torch.no_grad():
+            self.grad = grad.to(self.device)
 
 
 def install_data_property() -> None:
