@@ -191,6 +191,14 @@ class LiteralSlots:
         dev_meth = dev.methods.get(func_attr, ()) if dev is not None and func_attr else ()
         be = self.backend_rule
         be_pos = be.positional.get(qual, ()) if be is not None and qual else ()
+        if dev is not None and qual == "torch.device" and stack:
+            # `gpu = torch.device(...)` makes `gpu` a device: `'cuda' in str(gpu)` is a device test.
+            parent = stack[-1]
+            if isinstance(parent, cst.Assign) and parent.value is node:
+                for target in parent.targets:
+                    self.facts.device_names.update(_names_of(target.target))
+            elif isinstance(parent, cst.AnnAssign) and parent.value is node:
+                self.facts.device_names.update(_names_of(parent.target))
         index = 0
         for arg in node.args:
             if arg.keyword is not None:
