@@ -237,7 +237,10 @@ class FileContext:
         if node is None:
             return line, line, 1
         pos = self._sparse.get(id(node)) or self.position(node)
-        return pos.start.line, pos.end.line, pos.start.column + 1
+        end = pos.end.line
+        if pos.end.column == 0 and end > pos.start.line:
+            end -= 1  # a compound statement's range ends after its last newline, at column 0 of the next line
+        return pos.start.line, end, pos.start.column + 1
 
 
 def _dedupe(rows: Sequence) -> list:  # type: ignore[type-arg]
