@@ -61,3 +61,28 @@ def run_python(code: str, env: Optional[Dict[str, str]] = None, cwd: Optional[Pa
                timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter with the repository importable."""
     return finish(start_python(code, env, cwd), timeout)
+
+
+def repo_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """``base`` as given (default: this environment) with the repository importable and one OMP
+    thread by default (2 shared cores: no oversubscription). Unlike ``python_env`` nothing is
+    removed: tests that take variables away (e.g. PATH without a compiler) pass the whole env."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_in_group(argv: List[str], *, env: Dict[str, str], cwd: Optional[Path] = None,
+                 timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``argv`` in its own process group with exactly ``env``; the group is killed afterwards."""
+    proc = subprocess.Popen(argv, env=env, cwd=str(cwd) if cwd else None, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return finish(proc, timeout)
+
+
+def run_runner(args: List[str], *, cwd: Path, env: Optional[Dict[str, str]] = None,
+               timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m transplant.emulate.runner ARGS`` (what ``transplant run`` calls) in its own group."""
+    return run_in_group([sys.executable, "-m", "transplant.emulate.runner", *args], env=repo_env(env),
+                        cwd=cwd, timeout=timeout)

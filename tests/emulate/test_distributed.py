@@ -9,46 +9,18 @@ rank then fails on purpose, to check that its exit code comes back through `tran
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from emulate_helpers import run_runner
 
 pytestmark = pytest.mark.slow
 
-PYTHON = sys.executable
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_transplant(args: list[str], *, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``python -m transplant.emulate.runner ARGS`` in its own process group, killed afterwards."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "transplant.emulate.runner", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_runner(args, cwd=cwd, timeout=timeout)
 
 
 # Shared by both launchers: a small DDP training run on a device/group, returning CPU copies of the

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,36 +16,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from emulate_helpers import repo_env, run_in_group
 
 PYTHON = sys.executable
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter in its own process group; kill the group afterwards."""
-    full_env = dict(os.environ if env is None else env)
-    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    full_env.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
-    proc = subprocess.Popen(
-        [PYTHON, "-c", textwrap.dedent(code)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full_env,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_in_group([PYTHON, "-c", textwrap.dedent(code)], env=repo_env(env), timeout=timeout)
 
 
 def last_json(stdout: str) -> dict:

@@ -6,47 +6,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from emulate_helpers import repo_env, run_in_group
 
 pytestmark = pytest.mark.slow
 
 PYTHON = sys.executable
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_python(code: str, *, env: dict[str, str], timeout: float = 240) -> dict:
     """Run ``code`` in a fresh interpreter (own process group, killed afterwards); its last JSON line."""
-    env = dict(env)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
-    proc = subprocess.Popen(
-        [PYTHON, "-c", textwrap.dedent(code)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert proc.returncode == 0, err[-4000:]
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON result:\n{out}\n{err[-2000:]}"
+    result = run_in_group([PYTHON, "-c", textwrap.dedent(code)], env=repo_env(env), timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON result:\n{result.stdout}\n{result.stderr[-2000:]}"
     return json.loads(lines[-1])
 
 

@@ -11,41 +11,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from emulate_helpers import run_runner
 
 from transplant.emulate import runner
 
-PYTHON = sys.executable
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_transplant(
     args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess:
-    """``python -m transplant.emulate.runner ARGS`` in its own process group, killed afterwards."""
-    full_env = dict(os.environ if env is None else env)
-    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    full_env.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "transplant.emulate.runner", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full_env,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_runner(args, cwd=cwd, env=env, timeout=timeout)
 
 
 def write(path: Path, code: str) -> Path:
