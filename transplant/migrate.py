@@ -19,6 +19,7 @@ dangling) is not reproduced and is listed as skipped with the reason.
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import multiprocessing
 import os
@@ -71,12 +72,32 @@ class RuleConfig:
         """Load and validate the rule set (raises ``transplant.rules.RuleFileError``)."""
         from transplant.rules import load_ruleset
 
-        return load_ruleset(
+        ruleset = load_ruleset(
             extra_files=self.extra_files,
             select=self.select,
             ignore=self.ignore,
             options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers},
         )
+        _refuse_unknown_kinds(ruleset)
+        return ruleset
+
+
+def _refuse_unknown_kinds(ruleset: Any) -> None:
+    """A rule whose kind no module handles would silently do nothing (e.g. a misspelled kind)."""
+    from transplant.rewrite.passes import registered_kinds
+    from transplant.rules import RuleFileError
+    from transplant.rules.model import NODE_KINDS, StructuralRule
+
+    known = set(registered_kinds())
+    for rule in ruleset.rules:
+        if isinstance(rule, StructuralRule) and rule.kind not in known:
+            try:
+                entries = json.loads(Path(rule.source).read_text(encoding="utf-8"))["rules"]
+                pointer = f"/rules/{[e.get('id') for e in entries].index(rule.id)}/kind"
+            except (OSError, ValueError, KeyError, TypeError):
+                pointer = f"/rules/(id {rule.id})/kind"
+            kinds = ", ".join(sorted(known | set(NODE_KINDS)))
+            raise RuleFileError(rule.source, pointer, f"a known rule kind ({kinds}), not {rule.kind!r}")
 
 
 @dataclass

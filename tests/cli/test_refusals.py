@@ -88,6 +88,18 @@ def test_bad_rule_file_shows_pointer(invoke, project: Path, tmp_path: Path) -> N
     assert not (tmp_path / "out").exists()
 
 
+def test_rule_of_unknown_kind_is_refused(invoke, project: Path, tmp_path: Path) -> None:
+    # A misspelled kind loads as a structural rule that no pass handles: it would silently do nothing.
+    bad = tmp_path / "typo.json"
+    bad.write_text(json.dumps({"name": "x", "rules": [
+        {"id": "TP998", "kind": "rename", "severity": "safe", "message": "m", "map": {"a.b": "a.c"}},
+        {"id": "TP999", "kind": "renmae", "severity": "safe", "message": "m", "map": {"a.b": "a.c"}}]}))
+    result = invoke("-i", project, "-o", tmp_path / "out", "-r", bad)
+    assert_refused(result, "bad rule file: ")
+    assert f"{bad}: /rules/1/kind: a known rule kind (" in result.stderr and "not 'renmae'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreadable_json_rule_file(invoke, project: Path, tmp_path: Path) -> None:
     bad = tmp_path / "broken.json"
     bad.write_text("{not json")

@@ -154,6 +154,9 @@ _WEAK_TRIGGERS = frozenset({
 })
 
 COMMON_FIELDS = ("id", "kind", "severity", "message", "tip", "reference", "description")
+# Kinds built into typed rules below; any other kind is a StructuralRule for a registered pass.
+NODE_KINDS = ("rename", "unsupported", "method", "device", "backend", "import", "arguments", "envvar",
+              "tensor_type")
 
 
 def _slots(raw: Mapping[str, Any] | None) -> dict[str, tuple[int, ...]]:
