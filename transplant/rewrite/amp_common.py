@@ -22,6 +22,16 @@ import libcst.matchers as m
 from transplant.results import Operation
 from transplant.rewrite.names import ImportTable
 
+
+class Refused(Exception):
+    """A shape the AMP passes do not rewrite safely: ``reason`` says why, ``node`` where (for the report)."""
+
+    def __init__(self, node: cst.CSTNode, reason: str) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.reason = reason
+
+
 Suite = Union[cst.IndentedBlock, cst.Module]
 StmtFactory = Callable[[cst.BaseStatement], Sequence[cst.BaseStatement]]
 

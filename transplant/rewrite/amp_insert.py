@@ -43,13 +43,6 @@ class InsertRuleIds:
     unsupported: str
 
 
-class Skip(Exception):
-    def __init__(self, node: cst.CSTNode, reason: str) -> None:
-        super().__init__(reason)
-        self.node = node
-        self.reason = reason
-
-
 @dataclass
 class _Scope:
     """The backward/step statements of one function (or of the module's top level)."""
@@ -92,7 +85,7 @@ def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds, imports=N
     planner = _InsertPlanner(analysis, mode, ids, findings)
     try:
         planner.check_file(backwards)
-    except Skip as skip:
+    except c.Refused as skip:
         findings.unsupported.append(analysis.unsupported(
             ids.unsupported, skip.node, "mixed-precision insertion (--amp)", f"nothing inserted in this file: "
             f"{skip.reason}"))
@@ -102,7 +95,7 @@ def plan_amp_insert(module: cst.Module, mode: str, ids: InsertRuleIds, imports=N
         rows_before = len(findings.changes)
         try:
             planner.plan_scope(scope, sub)
-        except Skip as skip:
+        except c.Refused as skip:
             del findings.changes[rows_before:]
             findings.unsupported.append(analysis.unsupported(
                 ids.unsupported, skip.node, "mixed-precision insertion (--amp)",
@@ -130,23 +123,23 @@ class _InsertPlanner:
             for base in cls.bases:  # type: ignore[attr-defined]
                 if self.a.resolves_to(base.value, "torch.autograd.Function") or self.a.resolves_to(
                         base.value, "torch.autograd.function.Function"):
-                    raise Skip(cls, f"custom autograd Function `{cls.name.value}` would run its forward under "
+                    raise c.Refused(cls, f"custom autograd Function `{cls.name.value}` would run its forward under "
                                     "autocast; decorate forward/backward with torch.amp.custom_fwd/custom_bwd"
                                     "(device_type='npu') and add autocast by hand")
         for node, name in self.a.uses_under("torch.autograd"):
             if name in ("torch.autograd.grad", "torch.autograd.backward"):
-                raise Skip(node, f"`{name}` computes gradients outside loss.backward(); with a GradScaler they "
+                raise c.Refused(node, f"`{name}` computes gradients outside loss.backward(); with a GradScaler they "
                                  "would be scaled (see the gradient-penalty recipe in the torch.amp docs)")
         for stmt in backwards:
             call_node = _backward_call(stmt)
             assert call_node is not None
             for arg in call_node.args:
                 if arg.keyword is not None and arg.keyword.value == "create_graph":
-                    raise Skip(stmt, "backward(create_graph=True) (higher-order gradients) needs unscaled "
+                    raise c.Refused(stmt, "backward(create_graph=True) (higher-order gradients) needs unscaled "
                                      "gradients; add autocast and a GradScaler by hand")
             receiver = call_node.func.value  # type: ignore[attr-defined]
             if any("scale" in n.lower() for n in c.names_in(receiver)):
-                raise Skip(stmt, "manual loss scaling is already present (the backward receiver mentions a "
+                raise c.Refused(stmt, "manual loss scaling is already present (the backward receiver mentions a "
                                  "scale); replace it by torch.amp.GradScaler('npu') by hand")
 
     def scopes(self, backwards: list[cst.SimpleStatementLine]) -> list[_Scope]:
@@ -179,7 +172,7 @@ class _InsertPlanner:
                 continue
             if (id(call_node) not in statement_steps and self.a.scope_of(call_node) is scope.owner
                     and self._is_optimizer(call_node.func.value)):  # type: ignore[attr-defined]
-                raise Skip(call_node, "an optimizer step is not a statement of its own line, so it cannot be "
+                raise c.Refused(call_node, "an optimizer step is not a statement of its own line, so it cannot be "
                                       "routed through the scaler")
         # The same optimizer stepped in a function without backward would step scaled gradients unscaled.
         keys = {_key(self.a, s.body[0].value.func.value) for s in scope.steps}  # type: ignore[attr-defined]
@@ -189,24 +182,24 @@ class _InsertPlanner:
                     and c.is_simple_reference(call_node.func.value)  # type: ignore[attr-defined]
                     and _key(self.a, call_node.func.value) in keys  # type: ignore[attr-defined]
                     and id(self.a.scope_of(call_node)) not in self.backward_scopes):
-                raise Skip(call_node, "the optimizer is also stepped in a function without backward(), which "
+                raise c.Refused(call_node, "the optimizer is also stepped in a function without backward(), which "
                                       "would apply scaled gradients")
         if scope.odd_backwards:
-            raise Skip(scope.odd_backwards[0], "backward() is not a statement of its own line (inside a larger "
+            raise c.Refused(scope.odd_backwards[0], "backward() is not a statement of its own line (inside a larger "
                                                "expression or a one-line block), so the step is not recognised")
         if not scope.steps:
-            raise Skip(scope.backwards[0], "no optimizer step (`optimizer.step()` of a torch.optim optimizer) "
+            raise c.Refused(scope.backwards[0], "no optimizer step (`optimizer.step()` of a torch.optim optimizer) "
                                            "in the function that calls backward")
         for step in scope.steps:
             call_node = step.body[0].value  # type: ignore[attr-defined]
             if call_node.args:
-                raise Skip(step, "optimizer.step(closure) cannot go through GradScaler.step")
+                raise c.Refused(step, "optimizer.step(closure) cannot go through GradScaler.step")
         regions = []
         for stmt in scope.backwards:
             region = forward_region(self.a, stmt)
             if region is None:
                 if stmt is scope.backwards[0]:
-                    raise Skip(stmt, "the forward pass is not in the same block before loss.backward()")
+                    raise c.Refused(stmt, "the forward pass is not in the same block before loss.backward()")
                 continue
             regions.append((stmt, region))
         dtype = "float16" if self.mode == "fp16" else "bfloat16"
@@ -277,7 +270,7 @@ class _InsertPlanner:
             keyword, position = CLIP_FUNCTIONS[short]
             threshold = c.call_arg(call_node, position, keyword)
             if threshold is None:
-                raise Skip(stmt, "gradient clipping without a recognisable threshold")
+                raise c.Refused(stmt, "gradient clipping without a recognisable threshold")
             scaled = cst.BinaryOperation(left=c.parenthesize(threshold.value), operator=cst.Multiply(
                 whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
                 right=c.method_call(scaler, "get_scale"))
@@ -299,7 +292,7 @@ class _InsertPlanner:
             body = scope.owner.body if isinstance(scope.owner, cst.Module) else scope.owner.body
             suite = scope.owner if isinstance(scope.owner, cst.Module) else body
             if not isinstance(suite, (cst.IndentedBlock, cst.Module)):
-                raise Skip(first_step, "one-line function body")
+                raise c.Refused(first_step, "one-line function body")
             top = self.a.top_statement_in(first_step, suite)
             assert top is not None
             anchor_after = None
@@ -323,13 +316,13 @@ class _InsertPlanner:
             return target
         key = _key(self.a, optimizer)
         if not key.startswith("self."):
-            raise Skip(first_step, "the optimizer step is not inside a loop of this function and the optimizer "
+            raise c.Refused(first_step, "the optimizer step is not inside a loop of this function and the optimizer "
                                    "is not an attribute: a scaler created on every call would lose its loss scale")
         owner_class = self.a.class_of(scope.owner)
         assignments = [s for s in self.optimizer_assignments.get(key, [])
                        if owner_class is not None and self.a.class_of(self.a.scope_of(s)) is owner_class]
         if not assignments:
-            raise Skip(first_step, f"no assignment of `{key}` in this class, so the scaler has no place to live")
+            raise c.Refused(first_step, f"no assignment of `{key}` in this class, so the scaler has no place to live")
         target = cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.scaler_name))
         new = c.assign_stmt(target, constructor)
         editor.after[assignments[0]].append(new)

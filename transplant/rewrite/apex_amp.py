@@ -43,15 +43,6 @@ CLIP_FUNCTIONS = {"clip_grad_norm_": ("max_norm", 1), "clip_grad_norm": ("max_no
 _BARRIER_METHODS = {"backward", "step", "zero_grad", "update", "unscale_", "scale_loss"}
 
 
-class Abort(Exception):
-    """The file's apex.amp usage has a shape we do not rewrite; the message says why."""
-
-    def __init__(self, node: cst.CSTNode, reason: str) -> None:
-        super().__init__(reason)
-        self.node = node
-        self.reason = reason
-
-
 @dataclass
 class InitSite:
     call: cst.Call
@@ -96,7 +87,7 @@ def plan_apex_amp(analysis: c.Analysis, ids: AmpRuleIds
     planner = _Planner(analysis, ids)
     try:
         planner.plan(uses)
-    except Abort as abort:
+    except c.Refused as abort:
         findings = c.Findings()
         for node, name in uses:
             findings.unsupported.append(analysis.unsupported(
@@ -122,20 +113,20 @@ class _Planner:
         for node, name in uses:
             parent = self.a.parent(node)
             if not (isinstance(parent, cst.Call) and parent.func is node):
-                raise Abort(node, f"`{name}` is used as a value, not called")
+                raise c.Refused(node, f"`{name}` is used as a value, not called")
             calls.setdefault(name, []).append((parent, node))
         known = {f"{APEX_AMP}.{n}" for n in ("initialize", "scale_loss", "master_params", "state_dict",
                                              "load_state_dict")}
         for name, found in calls.items():
             if name not in known:
-                raise Abort(found[0][1], f"`{name}` has no native torch.amp counterpart")
+                raise c.Refused(found[0][1], f"`{name}` has no native torch.amp counterpart")
         if f"{APEX_AMP}.initialize" not in calls:
-            raise Abort(uses[0][0], "amp.initialize(...) is not in this file, so the scaler cannot be placed")
+            raise c.Refused(uses[0][0], "amp.initialize(...) is not in this file, so the scaler cannot be placed")
         for call_node, _ in calls[f"{APEX_AMP}.initialize"]:
             self.sites.append(self._plan_init(call_node))
         scopes = [id(s.scope) for s in self.sites]
         if len(set(scopes)) != len(scopes):
-            raise Abort(self.sites[-1].call, "amp.initialize is called twice in one function")
+            raise c.Refused(self.sites[-1].call, "amp.initialize is called twice in one function")
         stepped: dict[int, list[cst.SimpleStatementLine]] = {}
         for site in self.sites:
             stepped[id(site)] = self._plan_steps(site)
@@ -156,26 +147,26 @@ class _Planner:
         stmt = self.a.statement_of(call_node)
         if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
                 and isinstance(stmt.body[0], (cst.Assign, cst.Expr))):
-            raise Abort(call_node, "amp.initialize is not a plain assignment statement")
+            raise c.Refused(call_node, "amp.initialize is not a plain assignment statement")
         small = stmt.body[0]
         if small.value is not call_node:  # type: ignore[union-attr]
-            raise Abort(call_node, "amp.initialize is part of a larger expression")
+            raise c.Refused(call_node, "amp.initialize is part of a larger expression")
         models_arg = c.call_arg(call_node, 0, "models")
         optim_arg = c.call_arg(call_node, 1, "optimizers")
         if models_arg is None or optim_arg is None:
-            raise Abort(call_node, "amp.initialize without an optimizer (inference-only use)")
+            raise c.Refused(call_node, "amp.initialize without an optimizer (inference-only use)")
         if any(a.star for a in call_node.args):
-            raise Abort(call_node, "amp.initialize is called with *args/**kwargs")
+            raise c.Refused(call_node, "amp.initialize is called with *args/**kwargs")
         models = _elements(models_arg.value)
         optimizers = _elements(optim_arg.value)
         if not all(c.is_simple_reference(e) for e in models + optimizers):
-            raise Abort(call_node, "amp.initialize's model/optimizer arguments are not plain names or attributes")
+            raise c.Refused(call_node, "amp.initialize's model/optimizer arguments are not plain names or attributes")
         scope = self.a.scope_of(call_node)
         guards, problem = c.enclosing_guards(self.a, stmt, scope)
         if problem:
-            raise Abort(call_node, f"amp.initialize cannot be moved: {problem}")
+            raise c.Refused(call_node, f"amp.initialize cannot be moved: {problem}")
         if not all(c.is_pure_condition(g) for g, _owner in guards):
-            raise Abort(call_node, "the condition guarding amp.initialize has side effects")
+            raise c.Refused(call_node, "the condition guarding amp.initialize has side effects")
         site = InitSite(call=call_node, stmt=stmt, scope=scope, models=models, optimizers=optimizers,
                         guards=guards)
         site.uses_self = any(isinstance(e, cst.Attribute) and c.dotted_name_of(e).startswith("self.")
@@ -193,7 +184,7 @@ class _Planner:
         notes: list[str] = []
         scaler_args: list[cst.Arg] = [cst.Arg(c.string("npu"))]
         if level == "O3":
-            raise Abort(call_node, "opt_level O3 (pure float16 model) has no autocast equivalent")
+            raise c.Refused(call_node, "opt_level O3 (pure float16 model) has no autocast equivalent")
         if level == "O0":
             site.autocast_dtype = None
         elif level in ("O1", "O2"):
@@ -225,19 +216,19 @@ class _Planner:
         unknown = [a.keyword.value for a in call_node.args if a.keyword is not None and a.keyword.value not in
                    _DROPPED_INIT_KWARGS + ("models", "optimizers", "opt_level", "loss_scale", "enabled")]
         if unknown:
-            raise Abort(call_node, f"amp.initialize argument(s) {', '.join(unknown)} not understood")
+            raise c.Refused(call_node, f"amp.initialize argument(s) {', '.join(unknown)} not understood")
         if dropped:
             notes.append(f"dropped apex-only argument(s) {', '.join(dropped)}")
         site.scaler_args = scaler_args
         # The assignment's targets: keep a rebinding only when they differ from the arguments.
         if isinstance(small, cst.Assign):
             if len(small.targets) != 1:
-                raise Abort(call_node, "chained assignment of amp.initialize")
+                raise c.Refused(call_node, "chained assignment of amp.initialize")
             target = small.targets[0].target
             targets = _elements(target)
             if len(targets) != len(models) + len(optimizers) and not (
                     isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2):
-                raise Abort(call_node, "amp.initialize's result is unpacked in an unexpected way")
+                raise c.Refused(call_node, "amp.initialize's result is unpacked in an unexpected way")
             wanted = [models_arg.value, optim_arg.value]
             if not (len(targets) == 2 and all(c.same_expr(self.a.module, t, w) for t, w in zip(targets, wanted))):
                 site.rebinding = stmt.with_changes(body=[small.with_changes(
@@ -271,7 +262,7 @@ class _Planner:
                 chosen = index
                 break
             if chosen is None:
-                raise Abort(site.call, "the condition guarding amp.initialize cannot be evaluated where the "
+                raise c.Refused(site.call, "the condition guarding amp.initialize cannot be evaluated where the "
                                        "scaler would have to be created for all of its uses")
         conditions = [cond for cond, _o in site.guards[chosen or 0:]] if site.guards else []
         if site.enabled_extra is not None:
@@ -319,7 +310,7 @@ class _Planner:
             for region in self._region_functions(site):
                 if region is node or any(anc is region for anc in self.a.ancestors(node)):
                     return site
-        raise Abort(node, "this use is outside the function (or class) that calls amp.initialize, where the "
+        raise c.Refused(node, "this use is outside the function (or class) that calls amp.initialize, where the "
                           "scaler would not be visible")
 
     def _plan_steps(self, site: InitSite) -> list[cst.SimpleStatementLine]:
@@ -335,7 +326,7 @@ class _Planner:
                 if self._site_for(stmt) is not site:
                     continue
                 if call_node.args:
-                    raise Abort(call_node, "optimizer.step(closure) cannot go through GradScaler.step")
+                    raise c.Refused(call_node, "optimizer.step(closure) cannot go through GradScaler.step")
                 found.append(stmt)
         # A step hidden in a larger statement would apply scaled gradients: refuse rather than miss it.
         statement_calls = {id(s.body[0].value) for s in found}  # type: ignore[union-attr]
@@ -345,7 +336,7 @@ class _Planner:
                 receiver = call_node.func.value  # type: ignore[attr-defined]
                 if id(call_node) not in statement_calls and any(
                         c.same_expr(self.a.module, receiver, o) for o in site.optimizers):
-                    raise Abort(call_node, "an optimizer step is not a statement of its own line, so it "
+                    raise c.Refused(call_node, "an optimizer step is not a statement of its own line, so it "
                                            "cannot be routed through the scaler")
         # The same optimizer stepped outside the scaler's reach would apply scaled gradients: refuse.
         regions = [r for other in self.sites for r in self._region_functions(other)]
@@ -354,15 +345,15 @@ class _Planner:
                     and any(c.same_expr(self.a.module, call_node.func.value, o)  # type: ignore[attr-defined]
                             for o in site.optimizers)
                     and not any(self.a.within(call_node, r) for r in regions) and found):
-                raise Abort(call_node, "the optimizer is also stepped outside the function (or class) that "
+                raise c.Refused(call_node, "the optimizer is also stepped outside the function (or class) that "
                                        "calls amp.initialize, where the scaler would not be visible")
         if not found:
             elsewhere = [s for s in self.a.calls if m.matches(s.func, m.Attribute(attr=m.Name("step")))
                          and any(c.same_expr(self.a.module, s.func.value, o) for o in site.optimizers)]
             if elsewhere:
-                raise Abort(site.call, "the optimizer step is outside the function (or class) that calls "
+                raise c.Refused(site.call, "the optimizer step is outside the function (or class) that calls "
                                        "amp.initialize, where the scaler would not be visible")
-            raise Abort(site.call, "no `optimizer.step()` statement of the initialized optimizer was found")
+            raise c.Refused(site.call, "no `optimizer.step()` statement of the initialized optimizer was found")
         last_in_suite: dict[int, cst.SimpleStatementLine] = {}
         for stmt in found:
             last_in_suite[id(self.a.parent(stmt))] = stmt
@@ -390,15 +381,15 @@ class _Planner:
         with_item = self.a.parent(call_node)
         with_stmt = self.a.parent(with_item) if isinstance(with_item, cst.WithItem) else None
         if not isinstance(with_stmt, cst.With) or len(with_stmt.items) != 1 or with_stmt.asynchronous:
-            raise Abort(call_node, "amp.scale_loss is not the only item of a `with` statement")
+            raise c.Refused(call_node, "amp.scale_loss is not the only item of a `with` statement")
         item = with_stmt.items[0]
         if item.asname is None or not isinstance(item.asname.name, cst.Name):
-            raise Abort(call_node, "amp.scale_loss without `as <name>`")
+            raise c.Refused(call_node, "amp.scale_loss without `as <name>`")
         if not isinstance(with_stmt.body, cst.IndentedBlock):
-            raise Abort(call_node, "one-line `with amp.scale_loss(...)` body")
+            raise c.Refused(call_node, "one-line `with amp.scale_loss(...)` body")
         loss_arg = c.call_arg(call_node, 0, "loss")
         if loss_arg is None:
-            raise Abort(call_node, "amp.scale_loss without a loss argument")
+            raise c.Refused(call_node, "amp.scale_loss without a loss argument")
         name = item.asname.name.value
         scaled = c.method_call(site.scaler, "scale", loss_arg.value)
         uses = [n for n in m.findall(with_stmt.body, m.Name(name))]
@@ -467,7 +458,7 @@ class _Planner:
         site = self._site_for(call_node)
         optim_arg = c.call_arg(call_node, 0, "optimizer")
         if optim_arg is None:
-            raise Abort(call_node, "amp.master_params without an optimizer")
+            raise c.Refused(call_node, "amp.master_params without an optimizer")
         optimizer = optim_arg.value
         if len(site.models) == 1:
             params: cst.BaseExpression = c.method_call(site.models[0], "parameters")
@@ -491,14 +482,14 @@ class _Planner:
                 after=self.a.module.code_for_node(unscale).strip() + "; ... " + self.a.module.code_for_node(params)))
             return
         if not isinstance(clip, cst.Call):
-            raise Abort(call_node, "amp.master_params is not an argument of a clipping call")
+            raise c.Refused(call_node, "amp.master_params is not an argument of a clipping call")
         func_name = c.dotted_name_of(clip.func).rsplit(".", 1)[-1]
         if func_name not in CLIP_FUNCTIONS:
-            raise Abort(call_node, "amp.master_params is used outside gradient clipping")
+            raise c.Refused(call_node, "amp.master_params is used outside gradient clipping")
         keyword, position = CLIP_FUNCTIONS[func_name]
         threshold = c.call_arg(clip, position, keyword)
         if threshold is None:
-            raise Abort(call_node, "the clipping threshold is not found")
+            raise c.Refused(call_node, "the clipping threshold is not found")
         scaled = cst.BinaryOperation(left=c.parenthesize(threshold.value), operator=cst.Multiply(
             whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
             right=c.method_call(site.scaler, "get_scale"))
