@@ -50,10 +50,7 @@ def _blank_comments(text: str) -> str:
     while i < n:
         c = text[i]
         if c == '"' or c == "'":
-            j = i + 1
-            while j < n and text[j] != c and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
+            i = _literal_end(text, i)
         elif text.startswith("//", i):
             j = text.find("\n", i)
             j = n if j < 0 else j
@@ -69,6 +66,14 @@ def _blank_comments(text: str) -> str:
     return "".join(out)
 
 
+def _literal_end(text: str, quote_at: int) -> int:
+    """Offset just past the string/character literal opened at ``quote_at`` (or past its line)."""
+    quote, j, n = text[quote_at], quote_at + 1, len(text)
+    while j < n and text[j] != quote and text[j] != "\n":
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
+
+
 def _block_end(text: str, open_brace: int) -> int:
     """Offset just past the brace matching ``text[open_brace]`` (end of text if unbalanced)."""
     depth = 0
@@ -76,10 +81,7 @@ def _block_end(text: str, open_brace: int) -> int:
     while i < n:
         c = text[i]
         if c == '"' or c == "'":
-            j = i + 1
-            while j < n and text[j] != c and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
+            i = _literal_end(text, i)
             continue
         if c == "{":
             depth += 1
