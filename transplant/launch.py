@@ -7,11 +7,11 @@ every setting a cluster launcher needs is overridable from the environment.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import tempfile
 from pathlib import Path, PurePosixPath
+
+from transplant.atomic import atomic_path
 
 LAUNCH_SCRIPT_NAME = "run_distributed_npu.sh"
 
@@ -58,16 +58,10 @@ def render_launch_script(entry: str | None) -> str:
 def write_launch_script(out_dir: Path, entry: str | None) -> Path:
     """Write ``OUT/run_distributed_npu.sh`` (mode 0755) atomically and return its path."""
     target = out_dir / LAUNCH_SCRIPT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{LAUNCH_SCRIPT_NAME}.", suffix=".tmp", dir=out_dir)
-    try:
+    with atomic_path(target, 0o755) as tmp:
         # surrogateescape: an entry file name that is not UTF-8 is written back as its original bytes.
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
             handle.write(render_launch_script(entry))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -24,15 +24,14 @@ import logging
 import multiprocessing
 import os
 import shutil
-import secrets
 import signal
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transplant.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_path
 from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candidate, write_launch_script
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
 from transplant.results import FileResult, Status
@@ -50,8 +49,6 @@ REPORT_NAMES = (
 RESERVED_NAMES = frozenset(REPORT_NAMES + (LAUNCH_SCRIPT_NAME,))
 
 # Temporary files are named so that they are recognisable (and ignored by a later run's mirror).
-TEMP_PREFIX = ".transplant-"
-TEMP_SUFFIX = ".tmp"
 
 
 class MigrationError(Exception):
@@ -267,10 +264,7 @@ def _link_entry(link: Path, rel: str, root_real: Path) -> _Entry:
 def _atomic_write(target: Path, data: bytes | None = None, *, copy_from: Path | None = None,
                   mode: int | None = None) -> None:
     """Write ``data`` (or a byte copy of ``copy_from``) to ``target`` via a temp file + os.replace."""
-    # The name is chosen before the file exists and created inside the try: an interrupt that lands
-    # while the file is being created (inside mkstemp, say) would otherwise leave it behind.
-    tmp = target.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-    try:
+    with atomic_path(target, mode) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             if copy_from is not None:
@@ -278,13 +272,6 @@ def _atomic_write(target: Path, data: bytes | None = None, *, copy_from: Path | 
                     shutil.copyfileobj(source, handle, 1 << 20)
             else:
                 handle.write(data or b"")
-        if mode is not None:
-            os.chmod(tmp, stat.S_IMODE(mode))
-        os.replace(tmp, target)
-    except BaseException:
-        # Covers KeyboardInterrupt (and SIGTERM, which the CLI turns into one): no half-written file.
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _atomic_symlink(target: Path, link_text: str) -> None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transplant import __version__
+from transplant.atomic import atomic_path
 from transplant.results import FileResult, Status
 
 if TYPE_CHECKING:  # report reads migrate's records; it never drives a migration
@@ -239,13 +238,6 @@ def _ensure_newline(line: bytes) -> bytes:
 
 
 def _atomic(target: Path, write: Callable[[str], object]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=".transplant-", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target, 0o644) as tmp:
+        write(str(tmp))
     return target
