@@ -107,6 +107,7 @@ class MigrationOptions:
     write: bool = True               # False for --diff / --check
     force: bool = False
     entry: str | None = None         # --entry, as given by the user
+    cross_file: bool = True          # build the project index (values that cross files); --no-cross-file
 
 
 @dataclass
@@ -310,19 +311,42 @@ def _prepare_out_dirs(out: Path, dirs: list[str], out_existed: bool) -> None:
 
 _worker_ruleset: Any = None
 _worker_project_modules: frozenset[str] = frozenset()
+_worker_index: Any = None
 
 
-def _init_worker(ruleset: Any, project_modules: frozenset[str]) -> None:
+def _init_worker(ruleset: Any, project_modules: frozenset[str], index: Any = None) -> None:
     # Ctrl-C goes to the whole process group; the parent handles it and shuts the pool down. A forked
     # worker must also drop the parent's SIGTERM handler (the CLI's), which is meant for the parent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _init_state(ruleset, project_modules)
+    _init_state(ruleset, project_modules, index)
 
 
-def _init_state(ruleset: Any, project_modules: frozenset[str]) -> None:
-    global _worker_ruleset, _worker_project_modules
-    _worker_ruleset, _worker_project_modules = ruleset, project_modules
+def _init_state(ruleset: Any, project_modules: frozenset[str], index: Any = None) -> None:
+    global _worker_ruleset, _worker_project_modules, _worker_index
+    _worker_ruleset, _worker_project_modules, _worker_index = ruleset, project_modules, index
+
+
+def build_project_index(python: list[tuple[str, str]], ruleset: Any) -> Any:
+    """The cross-file facts (transplant.project.index) for the project's Python files, built once in
+    the parent and handed to every worker; None when no rule needs them."""
+    from transplant.project.index import SlotFacts, build_index
+
+    slots = SlotFacts.from_ruleset(ruleset)
+    if not slots.device_keywords and not slots.backend_keywords:
+        return None
+    sources: dict[str, bytes] = {}
+    for path, rel in python:
+        try:
+            with open(path, "rb") as handle:
+                sources[rel] = handle.read()
+        except OSError:
+            continue  # reported when the worker reads it
+    index = build_index(sources, slots)
+    if not index.complete:
+        log.warning("the cross-file index stopped at a bound (file size or time); values that cross "
+                    "files may be missed")
+    return index
 
 
 def project_modules(python_paths: Iterable[str]) -> frozenset[str]:
@@ -351,7 +375,8 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
     except OSError as exc:
         return FileResult(path=rel, status=Status.FAILED, reason=f"cannot read: {exc.strerror}"), False
     try:
-        result = rewrite_source(source, rel, _worker_ruleset, project_modules=_worker_project_modules)
+        flow = _worker_index.flow_for(rel) if _worker_index is not None else None
+        result = rewrite_source(source, rel, _worker_ruleset, project_modules=_worker_project_modules, flow=flow)
     except Exception as exc:  # an engine bug must not lose the rest of the run
         log.debug("rewriter crashed on %s", rel, exc_info=True)
         result = FileResult(path=rel, status=Status.FAILED,
@@ -369,8 +394,8 @@ class _Rewrites:
     """
 
     def __init__(self, tasks: list[tuple[str, str]], ruleset: Any, project_modules: frozenset[str],
-                 jobs: int) -> None:
-        self._tasks, self._state, self._jobs = tasks, (ruleset, project_modules), jobs
+                 jobs: int, index: Any = None) -> None:
+        self._tasks, self._state, self._jobs = tasks, (ruleset, project_modules, index), jobs
         self._executor: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Iterator[tuple[FileResult, bool]]:
@@ -451,7 +476,8 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     candidates: list[str] = []
 
     own_modules = project_modules(item.rel for item in entries if item.kind == "file" and item.rel.endswith(".py"))
-    with _Rewrites(python, ruleset, own_modules, options.jobs) as rewrites:
+    index = build_project_index(python, ruleset) if options.cross_file else None
+    with _Rewrites(python, ruleset, own_modules, options.jobs, index) as rewrites:
         # Non-Python files are copied while the workers parse (the pool has its tasks already).
         for item in others:
             unreadable = _unreadable(src_root / item.rel) if item.kind == "file" else None

@@ -166,8 +166,7 @@ def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: fr
     ctx = FileContext(path, module, ruleset, ImportTable.from_module(module), project_modules, source_text)
     detector = _Detector(ctx)
     if flow is not None:
-        detector.literals.facts.device_names |= flow.device_names
-        detector.literals.facts.backend_names |= flow.backend_names
+        detector.literals.use_flow(flow)
     detector.walk(module)
     detector.methods.finish()
     detector.literals.finish()

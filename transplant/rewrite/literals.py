@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import libcst as cst
 
@@ -25,7 +25,21 @@ from transplant.rewrite.context import FileContext
 from transplant.rewrite.names import dotted_name, iter_nodes
 from transplant.rules import BackendRule, DeviceRule, EnvVarRule, Rule, TensorTypeRule, UnsupportedRule
 
+if TYPE_CHECKING:
+    from transplant.project.index import CallableSlots, ParamSlot, ProjectIndex
+
 StringNode = Union[cst.SimpleString, cst.FormattedString]
+
+# Calls that forward a tuple of positional arguments to the callable they are given:
+# callable -> (position of the callable, keyword of the argument tuple).
+_FORWARDERS = {
+    "torch.distributed.rpc.remote": (1, "args"),
+    "torch.distributed.rpc.rpc_sync": (1, "args"),
+    "torch.distributed.rpc.rpc_async": (1, "args"),
+    "torch.multiprocessing.spawn": (0, "args"),
+    "multiprocessing.Process": (None, "args"),
+    "threading.Thread": (None, "args"),
+}
 
 _ENV_FUNCS = {"os.getenv", "os.putenv", "os.unsetenv", "os.environ.get", "os.environ.setdefault", "os.environ.pop",
               "os.environ.__contains__"}
@@ -44,6 +58,21 @@ class FlowFacts:
 
     device_names: set[str] = field(default_factory=set)
     backend_names: set[str] = field(default_factory=set)
+    # (domain, name) -> why the name is one (another file's use), appended to the change row
+    notes: dict[tuple[str, str], str] = field(default_factory=dict)
+    # names assigned a tuple that is forwarded as positional arguments: (name, element index) -> slot
+    tuple_slots: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    project: Optional["ProjectIndex"] = None  # cross-file callables (transplant.project.index)
+    module: Optional[str] = None              # this file's module name in that index
+
+    def merge(self, other: "FlowFacts") -> None:
+        """Add what ``other`` (facts from other files) knows."""
+        self.device_names |= other.device_names
+        self.backend_names |= other.backend_names
+        self.notes.update(other.notes)
+        self.tuple_slots.update(other.tuple_slots)
+        self.project = other.project or self.project
+        self.module = other.module or self.module
 
 
 @dataclass
@@ -56,6 +85,8 @@ class _Candidate:
     after: str
     names: tuple[str, ...]  # decided by names (empty: decided already)
     domain: str             # "device" | "backend"
+    note: str = ""          # why, when another file decided it (appended to the row's message)
+    element: Optional[int] = None  # index in the tuple literal it sits in (forwarded positional arguments)
 
 
 def _string_parts(node: cst.SimpleString) -> Optional[tuple[str, str]]:
@@ -140,6 +171,21 @@ def _positional_index(call: cst.Call, arg: cst.Arg) -> Optional[int]:
     return None
 
 
+def _tuple_element(node: cst.CSTNode, stack: Sequence[cst.CSTNode],
+                   tuple_node: Optional[cst.CSTNode] = None) -> Optional[int]:
+    """Index of ``node`` in the tuple literal directly holding it (``("cuda:0", 3)`` -> 0), if any;
+    with ``tuple_node``, only in that tuple."""
+    if len(stack) < 2 or not isinstance(stack[-1], cst.Element) or not isinstance(stack[-2], cst.Tuple):
+        return None
+    tup = stack[-2]
+    if tuple_node is not None and tup is not tuple_node:
+        return None
+    for i, element in enumerate(tup.elements):  # type: ignore[attr-defined]
+        if element is stack[-1]:
+            return i if all(not isinstance(e, cst.StarredElement) for e in tup.elements[:i]) else None  # type: ignore[attr-defined]
+    return None
+
+
 class LiteralSlots:
     """Handler for strings and the calls/ifs/params that give them context."""
 
@@ -153,6 +199,8 @@ class LiteralSlots:
         self.tensor_types: dict[str, tuple[str, TensorTypeRule]] = {}
         self.tensor_rules: list[TensorTypeRule] = []
         self.cmd_strings: list[tuple[str, str, UnsupportedRule]] = []
+        self.external: Optional[UnsupportedRule] = None
+        self.external_pending: list[tuple[cst.Arg, str, tuple[str, ...]]] = []
         for r in rs:
             if isinstance(r, BackendRule):
                 self.backend_rule = self.backend_rule or r
@@ -168,6 +216,8 @@ class LiteralSlots:
             elif isinstance(r, UnsupportedRule):
                 for s, tip in r.strings.items():
                     self.cmd_strings.append((s, r.tip_for(tip), r))
+                if r.external_parameters and self.external is None:
+                    self.external = r
         words = list(self.backends) + list(self.envvars) + list(self.tensor_types) + [s for s, _, _ in self.cmd_strings]
         if self.device is not None:
             words.append(self.device.from_type)
@@ -199,6 +249,10 @@ class LiteralSlots:
                     self.facts.device_names.update(_names_of(target.target))
             elif isinstance(parent, cst.AnnAssign) and parent.value is node:
                 self.facts.device_names.update(_names_of(parent.target))
+        if self.facts.project is not None:
+            self._cross_file_call(node, qual)
+        if self.external is not None:
+            self._external_call(node, qual)
         index = 0
         for arg in node.args:
             if arg.keyword is not None:
@@ -216,6 +270,152 @@ class LiteralSlots:
             if index in be_pos:
                 self.facts.backend_names.update(_names_of(arg.value))
             index += 1
+
+    # ------------------------------------------------------------ values that leave the file
+    def use_flow(self, flow: FlowFacts) -> None:
+        """Facts from other files (the project index): names, notes, callables."""
+        self.facts.merge(flow)
+
+    def _project_callee(self, func: cst.BaseExpression) -> Optional["CallableSlots"]:
+        project = self.facts.project
+        if project is None:
+            return None
+        if isinstance(func, cst.Subscript) and len(func.slice) == 1 and isinstance(func.slice[0].slice, cst.Index):
+            key = func.slice[0].slice.value
+            literal = key.raw_value if isinstance(key, cst.SimpleString) else None
+            return project.resolve_table_in(self.facts.module, dotted_name(func.value), literal)
+        return project.resolve_in(self.facts.module, dotted_name(func))
+
+    def _forwarded(self, call: cst.Call, qual: Optional[str]
+                   ) -> Optional[tuple["CallableSlots", int, Optional[cst.BaseExpression], list[cst.Arg]]]:
+        """(callee, offset, argument tuple, direct arguments) for ``functools.partial(F, ...)`` and the
+        calls that forward an ``args=`` tuple (``rpc.remote(to, F, args=...)``, ``mp.spawn(F, args=...)``)."""
+        if qual == "functools.partial":
+            first = next((a for a in call.args if a.keyword is None and not a.star), None)
+            callee = self._project_callee(first.value) if first is not None else None
+            if callee is None:
+                return None
+            rest = [a for a in call.args if a is not first]
+            return callee, -1, None, rest
+        spec = _FORWARDERS.get(qual or "")
+        if spec is None:
+            return None
+        position, tuple_kw = spec
+        func_arg = None
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if position is not None and position < len(positional):
+            func_arg = positional[position]
+        for a in call.args:
+            if a.keyword is not None and a.keyword.value in ("target", "fn", "func"):
+                func_arg = a
+        callee = self._project_callee(func_arg.value) if func_arg is not None else None
+        if callee is None:
+            return None
+        values = [a.value for a in call.args if a.keyword is not None and a.keyword.value == tuple_kw]
+        if not values and position is not None and position + 1 < len(positional):
+            values = [positional[position + 1].value]
+        offset = 1 if qual == "torch.multiprocessing.spawn" else 0  # spawn passes the rank first
+        return callee, offset, (values[0] if values else None), []
+
+    def _cross_file_call(self, node: cst.Call, qual: Optional[str]) -> None:
+        """Names passed to a project callable's device/backend parameter carry a device/backend."""
+        callee = self._project_callee(node.func)
+        args: list[cst.Arg] = list(node.args)
+        offset = 0
+        if callee is None:
+            forwarded = self._forwarded(node, qual)
+            if forwarded is None:
+                return
+            callee, offset, packed, args = forwarded
+            if isinstance(packed, cst.Name):
+                for slot in callee.params:
+                    if slot.index is not None and slot.index - offset >= 0:
+                        self.facts.tuple_slots[(packed.value, slot.index - offset)] = (
+                            slot.domain, f"passed to {callee.short}({slot.param}), which {slot.why}")
+        index = offset
+        for arg in args:
+            slot = None
+            if arg.keyword is not None:
+                slot = callee.slot_for(None, arg.keyword.value)
+            elif arg.star == "*":
+                if isinstance(arg.value, cst.Name):
+                    for s in callee.params:
+                        if s.index is not None and s.index >= index:
+                            self.facts.tuple_slots[(arg.value.value, s.index - index)] = (
+                                s.domain, f"passed to {callee.short}({s.param}), which {s.why}")
+                break
+            elif not arg.star:
+                slot = callee.slot_for(index, None)
+                index += 1
+            if slot is None:
+                continue
+            known = self.facts.device_names if slot.domain == "device" else self.facts.backend_names
+            for name in _names_of(arg.value):
+                known.add(name)
+                self.facts.notes.setdefault((slot.domain, name), f"passed to {callee.short}({slot.param}), which {slot.why}")
+
+    def _cross_slot(self, node: StringNode, stack: Sequence[cst.CSTNode], arg: cst.Arg, call: cst.Call,
+                    domain: str) -> Optional[str]:
+        """Why the literal (inside ``arg`` of ``call``) is a device/backend: it lands in a project
+        callable's parameter that reaches a slot. None when it does not."""
+        if self.facts.project is None:
+            return None
+        callee = self._project_callee(call.func)
+        slot: Optional["ParamSlot"] = None
+        if callee is not None:
+            if arg.keyword is not None:
+                slot = callee.slot_for(None, arg.keyword.value)
+            else:
+                idx = _positional_index(call, arg)
+                slot = callee.slot_for(idx, None) if idx is not None else None
+        else:
+            forwarded = self._forwarded(call, self._qual(call.func))
+            if forwarded is None:
+                return None
+            callee, offset, packed, direct = forwarded
+            if arg in direct:  # functools.partial(F, a, 'cuda')
+                if arg.keyword is not None:
+                    slot = callee.slot_for(None, arg.keyword.value)
+                else:
+                    idx = _positional_index(call, arg)
+                    slot = callee.slot_for(idx + offset, None) if idx is not None else None
+            elif packed is not None and arg.value is packed:
+                while isinstance(packed, cst.BinaryOperation) and isinstance(packed.operator, cst.Add):
+                    packed = packed.left  # ("cuda:1",) + rest: positions of the left tuple are known
+                element = _tuple_element(node, stack, packed)
+                slot = callee.slot_for(element + offset, None) if element is not None else None
+        if slot is None or slot.domain != domain:
+            return None
+        return f"passed to {callee.short}({slot.param}), which {slot.why}"
+
+    def _external_call(self, node: cst.Call, qual: Optional[str]) -> None:
+        """Rows (TP580) for CUDA values given to a device-like keyword of a third-party callable."""
+        from transplant.project.index import is_external
+
+        rule = self.external
+        assert rule is not None
+        if not is_external(qual, self.ctx.project_modules) or any(
+                qual == p or qual.startswith(p + ".") for p in rule.external_ignore):  # type: ignore[union-attr]
+            return
+        for arg in node.args:
+            value = arg.value
+            if arg.keyword is None and not arg.star and isinstance(value, cst.SimpleString):
+                # a positional 'cuda:N' literal is a device whatever the parameter is called
+                raw = value.raw_value
+                if self.device is not None and self.device_exact.match(raw) is not None:
+                    self.ctx.record_unsupported(arg, rule, f"{qual}({value.value})")
+                continue
+            if arg.keyword is None or arg.keyword.value not in rule.external_parameters:
+                continue
+            raw = value.raw_value if isinstance(value, cst.SimpleString) else None
+            if raw is not None:
+                cuda = (self.device is not None and self.device_exact.match(raw) is not None) or raw in self.backends
+                if cuda:
+                    self.ctx.record_unsupported(arg, rule, f"{qual}({arg.keyword.value}={value.value})")
+                continue
+            names = tuple(_names_of(value))
+            if names:
+                self.external_pending.append((arg, qual or "", names))
 
     def if_chain(self, node: cst.If, stack: Sequence[cst.CSTNode]) -> None:
         """``if dev.type == 'cuda': ... elif dev.type == 'npu': ...`` already handles the NPU: keep it."""
@@ -293,7 +493,11 @@ class LiteralSlots:
             return  # 'cuda:%d' only as a device when it is being formatted
         decided: Optional[bool] = None
         names: tuple[str, ...] = ()
-        if where == "arg":
+        note = ""
+        element: Optional[int] = None
+        if where == "arg" and (cross := self._cross_slot(node, stack, info[0], info[1], "device")):
+            decided, note = True, cross
+        elif where == "arg":
             arg, call = info
             qual = self._qual(call.func)
             if arg.keyword is not None:
@@ -325,6 +529,7 @@ class LiteralSlots:
             decided = "device" in info[0].lower()  # def get_device(): return 'cuda' ...
         elif where == "name":
             names = info
+            element = _tuple_element(node, stack)
         if decided is False or (decided is None and not names):
             return
         if fstring_text is not None:
@@ -339,7 +544,7 @@ class LiteralSlots:
             new_text = node.value[:head] + dev.to_type + node.value[head + len(dev.from_type):]
             before, after = node.value, new_text
         self.candidates.append(_Candidate(target, ancestors, dev, new_text, before, after,  # type: ignore[arg-type]
-                                          () if decided else names, "device"))
+                                          () if decided else names, "device", note, element))
 
     def _backend(self, node: cst.SimpleString, stack: Sequence[cst.CSTNode], raw: str) -> None:
         new, rule = self.backends[raw]
@@ -349,7 +554,11 @@ class LiteralSlots:
         where, info, _fmt = found
         decided: Optional[bool] = None
         names: tuple[str, ...] = ()
-        if where == "arg":
+        note = ""
+        element: Optional[int] = None
+        if where == "arg" and (cross := self._cross_slot(node, stack, info[0], info[1], "backend")):
+            decided, note = True, cross
+        elif where == "arg":
             arg, call = info
             if arg.keyword is not None:
                 kw = arg.keyword.value
@@ -368,12 +577,13 @@ class LiteralSlots:
             decided = "backend" in info[0].lower()
         elif where == "name":
             names = info
+            element = _tuple_element(node, stack)
         if decided is False or (decided is None and not names):
             return
         head = len(node.prefix) + len(node.quote)
         new_text = node.value[:head] + new + node.value[head + len(raw):]
         self.candidates.append(_Candidate(node, list(stack), rule, new_text, node.value, new_text,
-                                          () if decided else names, "backend"))
+                                          () if decided else names, "backend", note, element))
 
     def _envvar(self, node: cst.SimpleString, stack: Sequence[cst.CSTNode], raw: str) -> None:
         new, rule = self.envvars[raw]
@@ -511,13 +721,28 @@ class LiteralSlots:
     def finish(self) -> None:
         dev_re = self.device.variable_re if self.device is not None else None
         be_re = self.backend_rule.variable_re if self.backend_rule is not None else None
+        facts = self.facts
         for c in self.candidates:
+            note = c.note
             if c.names:
                 if c.domain == "device":
-                    known, pattern = self.facts.device_names, dev_re
+                    known, pattern = facts.device_names, dev_re
                 else:
-                    known, pattern = self.facts.backend_names, be_re
-                if not any(n in known or (pattern is not None and pattern.search(n)) for n in c.names):
+                    known, pattern = facts.backend_names, be_re
+                forwarded = [facts.tuple_slots[(n, c.element)] for n in c.names
+                             if c.element is not None and (n, c.element) in facts.tuple_slots]
+                forwarded = [why for domain, why in forwarded if domain == c.domain]
+                if forwarded:
+                    note = forwarded[0]
+                elif not any(n in known or (pattern is not None and pattern.search(n)) for n in c.names):
                     continue
+                else:
+                    note = note or next((facts.notes[(c.domain, n)] for n in c.names if (c.domain, n) in facts.notes), "")
+            message = f"{c.before} -> {c.after}" + (f" ({note})" if note else "")
             self.ctx.replace(c.node, lambda u, _v=c.new_text: u.with_changes(value=_v), ancestors=c.ancestors)
-            self.ctx.record_change(c.node, c.rule, f"{c.before} -> {c.after}", before=c.before, after=c.after)
+            self.ctx.record_change(c.node, c.rule, message, before=c.before, after=c.after)
+        if self.external is not None:
+            for arg, qual, names in self.external_pending:
+                known = facts.device_names | facts.backend_names
+                if any(n in known for n in names):
+                    self.ctx.record_unsupported(arg, self.external, f"{qual}({arg.keyword.value}=...)")  # type: ignore[union-attr]

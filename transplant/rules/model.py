@@ -47,6 +47,8 @@ class UnsupportedRule(Rule):
     strings: Mapping[str, str] = field(default_factory=dict)
     module_suffixes: Mapping[str, str] = field(default_factory=dict)
     method_chains: Mapping[str, str] = field(default_factory=dict)
+    external_parameters: frozenset[str] = frozenset()
+    external_ignore: tuple[str, ...] = ()
 
     def tip_for(self, specific: str) -> str:
         return specific or self.tip
@@ -176,7 +178,9 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
     if kind == "unsupported":
         return UnsupportedRule(**common, names=dict(raw["names"]), strings=dict(raw.get("strings", {})),
                                module_suffixes=dict(raw.get("module_suffixes", {})),
-                               method_chains=dict(raw.get("method_chains", {})))
+                               method_chains=dict(raw.get("method_chains", {})),
+                               external_parameters=frozenset(raw.get("external_parameters", ())),
+                               external_ignore=tuple(raw.get("external_ignore", ())))
     if kind == "method":
         return MethodRule(**common, calls=dict(raw.get("calls", {})), attributes=dict(raw.get("attributes", {})))
     if kind == "device":
