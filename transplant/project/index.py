@@ -30,7 +30,7 @@ from typing import Iterable, Mapping, Optional
 # Bounds: a file larger than this is not indexed; the whole index gives up after MAX_SECONDS.
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_SECONDS = 30.0
-MAX_DEPTH = 3          # callee -> callee hops when a parameter is passed on
+MAX_DEPTH = 4          # callee -> callee hops when a parameter is passed on
 MAX_ALIAS_HOPS = 6     # re-export chains (package __init__ importing from submodules)
 
 DOMAINS = ("device", "backend")
@@ -272,6 +272,9 @@ class _Module:
         self.functions: dict[str, ast.AST] = {}  # top-level def / class
         self.assigned: set[str] = set()         # top-level assigned names
         self.tables: dict[str, dict[str, ast.AST]] = {}  # NAME = {"key": Callable, ...}
+        # the nodes the analysis needs (single-target assignments, calls, comparisons), collected in one
+        # walk: top-level def/class name (None: module level) -> function body (None: elsewhere) -> nodes
+        self.owned: dict[Optional[str], dict[Optional[ast.AST], list[ast.AST]]] = {}
         self._collect()
 
     def _package(self) -> str:
@@ -288,8 +291,31 @@ class _Module:
             base.append(node.module)
         return ".".join(base)
 
+    def _gather(self, root: ast.AST, owner: Optional[str], body: Optional[ast.AST]) -> None:
+        bucket = self.owned.setdefault(owner, {}).setdefault(body, [])
+        wanted = (ast.Call, ast.Compare)
+        for node in ast.walk(root):
+            if isinstance(node, wanted) or (isinstance(node, ast.Assign) and len(node.targets) == 1):
+                bucket.append(node)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                self._import(node)
+
     def _collect(self) -> None:
-        for node in ast.walk(self.tree):
+        for stmt in self.tree.body:
+            if isinstance(stmt, ast.ClassDef):
+                for b in stmt.body:
+                    method = b if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+                    self._gather(b, stmt.name, method)
+                for part in (*stmt.bases, *stmt.keywords, *stmt.decorator_list):
+                    self._gather(part, None, None)
+            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self._gather(stmt, stmt.name, stmt)
+            else:
+                self._gather(stmt, None, None)
+        self._top_level()
+
+    def _import(self, node: ast.AST) -> None:
+        if True:
             if isinstance(node, ast.Import):
                 for a in node.names:
                     if a.asname:
@@ -300,11 +326,13 @@ class _Module:
             elif isinstance(node, ast.ImportFrom):
                 base = self._absolute(node)
                 if base is None:
-                    continue
+                    return
                 for a in node.names:
                     if a.name == "*":
                         continue
                     self.imports[a.asname or a.name] = f"{base}.{a.name}" if base else a.name
+
+    def _top_level(self) -> None:
         for stmt in self.tree.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.functions[stmt.name] = stmt
@@ -367,6 +395,7 @@ class _Builder:
         self.callables: dict[str, CallableSlots] = {}
         self.exported: dict[str, dict[tuple[str, str], str]] = {}
         self.arity: dict[str, tuple[str, ...]] = {}
+        self._static: dict[ast.Call, tuple] = {}  # the trees stay alive while the index is built
 
     def tables(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
@@ -446,6 +475,31 @@ class _Builder:
     # ---------------------------------------------------------------- slots of a call
     def call_slots(self, module: _Module, call: ast.Call) -> list[tuple[str, ast.AST, str]]:
         """(domain, argument expression, description of the slot) for each device/backend argument."""
+        cached = self._static.get(call)
+        if cached is None:
+            cached = self._static[call] = self._static_slots(module, call)
+        static, callee_key, positional, keywords = cached
+        callee = self.callables.get(callee_key) if callee_key else None
+        if callee is None:
+            return static
+        out = list(static)
+        for slot in callee.params:
+            value = keywords.get(slot.param)
+            if value is None and slot.index is not None and slot.index < len(positional):
+                value = positional[slot.index]
+            if value is not None:
+                out.append((slot.domain, value, f"{callee.short}({slot.param}), which {slot.why}"))
+        return out
+
+    def callee_key(self, module: _Module, call: ast.Call) -> str:
+        cached = self._static.get(call)
+        if cached is None:
+            cached = self._static[call] = self._static_slots(module, call)
+        return cached[1]
+
+    def _static_slots(self, module: _Module, call: ast.Call
+                      ) -> tuple[list[tuple[str, ast.AST, str]], str, list[ast.AST], dict[str, ast.AST]]:
+        """The slots given by the rules alone, and the project callable the call resolves to ("" if none)."""
         s = self.slots
         out: list[tuple[str, ast.AST, str]] = []
         qual = module.qualify(call.func)
@@ -467,15 +521,7 @@ class _Builder:
             for i in s.device_methods.get(call.func.attr, ()):
                 if i < len(positional):
                     out.append(("device", positional[i], f".{call.func.attr}() at {where}"))
-        callee = self.callables.get(self._canonical(qual)) if qual else None
-        if callee is not None:
-            for slot in callee.params:
-                value = keywords.get(slot.param)
-                if value is None and slot.index is not None and slot.index < len(positional):
-                    value = positional[slot.index]
-                if value is not None:
-                    out.append((slot.domain, value, f"{callee.short}({slot.param}), which {slot.why}"))
-        return out
+        return out, (self._canonical(qual) if qual else ""), positional, keywords
 
     def _canonical(self, qual: str) -> str:
         found = self.resolve_def(qual)
@@ -487,19 +533,26 @@ class _Builder:
     # ---------------------------------------------------------------- callables
     def build_callables(self) -> None:
         defs: list[tuple[_Module, ast.AST]] = [(m, n) for m in self.modules for n in m.functions.values()]
+        callees: dict[str, set[str]] = {}
+        todo = defs
         for _round in range(MAX_DEPTH):
-            changed = False
-            for module, node in defs:
+            changed: set[str] = set()
+            for module, node in todo:
                 if time.monotonic() > self.deadline:
                     self.complete = False
                     return
-                found = self._analyse_callable(module, node)
                 key = f"{module.name}.{node.name}"  # type: ignore[attr-defined]
+                found = self._analyse_callable(module, node)
+                if _round == 0:
+                    callees[key] = {self.callee_key(module, n) for nodes in module.owned.get(node.name, {}).values()  # type: ignore[attr-defined]
+                                    for n in nodes if isinstance(n, ast.Call)} - {""}
                 if found is not None and self.callables.get(key) != found:
                     self.callables[key] = found
-                    changed = True
+                    changed.add(key)
             if not changed:
                 break
+            # only callables that call one whose slots just changed can learn more
+            todo = [(m, n) for m, n in defs if callees.get(f"{m.name}.{n.name}", set()) & changed]  # type: ignore[attr-defined]
 
     def _analyse_callable(self, module: _Module, node: ast.AST) -> Optional[CallableSlots]:
         if isinstance(node, ast.ClassDef):
@@ -525,11 +578,12 @@ class _Builder:
         self_name = None
         if drop_first and (signature.args.posonlyargs + signature.args.args):
             self_name = (signature.args.posonlyargs + signature.args.args)[0].arg
+        owned = module.owned.get(node.name, {})  # type: ignore[attr-defined]
         # aliases: local names and self attributes assigned from a parameter
         local: dict[str, str] = {}
         attrs: dict[str, str] = {}
         for body in bodies:
-            for n in ast.walk(body):
+            for n in owned.get(body, ()):
                 if isinstance(n, ast.Assign) and len(n.targets) == 1:
                     source = self._param_of(n.value, names, local, attrs, self_name)
                     if source is None:
@@ -541,7 +595,7 @@ class _Builder:
                         attrs[t.attr] = source
         reached: dict[str, tuple[str, str]] = {}
         for body in bodies:
-            for n in ast.walk(body):
+            for n in owned.get(body, ()):
                 if isinstance(n, ast.Call):
                     for domain, value, why in self.call_slots(module, n):
                         param = self._param_of(value, names, local if body is signature else {}, attrs, self_name)
@@ -600,7 +654,7 @@ class _Builder:
             if time.monotonic() > self.deadline:
                 self.complete = False
                 return
-            for n in ast.walk(module.tree):
+            for n in (n for per_body in module.owned.values() for nodes in per_body.values() for n in nodes):
                 if not isinstance(n, ast.Call):
                     continue
                 for domain, value, why in self.call_slots(module, n):

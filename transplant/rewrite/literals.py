@@ -201,6 +201,7 @@ class LiteralSlots:
         self.cmd_strings: list[tuple[str, str, UnsupportedRule]] = []
         self.external: Optional[UnsupportedRule] = None
         self.external_pending: list[tuple[cst.Arg, str, tuple[str, ...]]] = []
+        self._callee_cache: dict[Optional[str], Optional["CallableSlots"]] = {}
         for r in rs:
             if isinstance(r, BackendRule):
                 self.backend_rule = self.backend_rule or r
@@ -284,7 +285,10 @@ class LiteralSlots:
             key = func.slice[0].slice.value
             literal = key.raw_value if isinstance(key, cst.SimpleString) else None
             return project.resolve_table_in(self.facts.module, dotted_name(func.value), literal)
-        return project.resolve_in(self.facts.module, dotted_name(func))
+        dotted = dotted_name(func)
+        if dotted not in self._callee_cache:
+            self._callee_cache[dotted] = project.resolve_in(self.facts.module, dotted)
+        return self._callee_cache[dotted]
 
     def _forwarded(self, call: cst.Call, qual: Optional[str]
                    ) -> Optional[tuple["CallableSlots", int, Optional[cst.BaseExpression], list[cst.Arg]]]:
