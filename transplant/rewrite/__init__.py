@@ -88,8 +88,8 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
     ``path`` is used in messages and rows (POSIX, relative to SRC). ``project_modules`` are the
     top-level module names defined by the project being migrated (so ``import my_ops_cuda`` of the
     project's own module is not reported as a compiled CUDA extension). ``flow`` carries names known
-    from *other* files to hold a device or backend (the seam for a cross-file resolver, e.g. jedi:
-    ``FlowFacts(device_names={"gpu_target"})``); in-file flow is always resolved here.
+    from *other* files to hold a device or backend (``FlowFacts(device_names={"gpu_target"})``; the
+    migration builds them with ``ProjectIndex.flow_for``); in-file flow is always resolved here.
 
     Returns CHANGED (with ``new_source`` in the file's own encoding and line endings), UNCHANGED
     (copy the original bytes; possibly with unsupported rows), or FAILED (undecodable or unparsable;
