@@ -24,8 +24,8 @@ def _index(files: dict[str, str], **kwargs):
     return build_index({k: v.encode() for k, v in files.items()}, SLOTS, **kwargs)
 
 
-def _rewrite(index, rel: str, text: str):
-    return rewrite_source(text.encode(), rel, RULESET, flow=index.flow_for(rel))
+def _rewrite(index, rel: str, text: str, project_modules=()):
+    return rewrite_source(text.encode(), rel, RULESET, flow=index.flow_for(rel), project_modules=project_modules)
 
 
 def test_module_names():
@@ -143,8 +143,23 @@ def test_bounds_degrade_to_not_a_device():
     files = {"m.py": "def f(device):\n    x.to(device)\n", "r.py": "from m import f\nf('cuda')\n"}
     index = _index(files, max_seconds=0.0)
     assert not index.complete
-    result = _rewrite(index, "r.py", files["r.py"])
+    result = _rewrite(index, "r.py", files["r.py"], project_modules={"m", "r"})
     assert result.status is Status.UNCHANGED
+    assert [(u.rule, u.op) for u in result.unsupported] == [("TP581", "f(..., 'cuda', ...)")]
+
+
+def test_call_chain_beyond_the_depth_bound_is_reported_not_guessed():
+    # f0 -> f1 -> ... -> f6 -> .to(): deeper than MAX_DEPTH hops, analysed in an order that needs them all
+    files = {f"m{i}.py": f"from m{i + 1} import f{i + 1}\ndef f{i}(d):\n    return f{i + 1}(d)\n" for i in range(6)}
+    files["m6.py"] = "def f6(d):\n    return x.to(d)\n"
+    files["a.py"] = "from m0 import f0\nf0('cuda')\n"
+    files["b.py"] = "from m5 import f5\nf5('cuda')\n"
+    index = _index(files)
+    result = _rewrite(index, "a.py", files["a.py"])
+    assert result.status is Status.UNCHANGED
+    assert [u.rule for u in result.unsupported] == ["TP581"]
+    near = _rewrite(index, "b.py", files["b.py"])
+    assert near.status is Status.CHANGED
 
 
 def test_unparsable_file_is_skipped():

@@ -152,6 +152,7 @@ class ProjectIndex:
     defined: Mapping[str, frozenset[str]] = field(default_factory=dict)     # module -> top-level names
     tables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # mod.NAME -> {key: callable}
     arity: Mapping[str, tuple[str, ...]] = field(default_factory=dict)      # callable -> positional names
+    unsettled: frozenset[str] = frozenset()  # callables still being learnt when the depth bound hit
     complete: bool = True   # False when a bound stopped the indexing early
     seconds: float = 0.0
 
@@ -190,6 +191,32 @@ class ProjectIndex:
             if head in self.defined.get(module, ()):
                 return self.resolve(f"{module}.{dotted}" if module else dotted)
         return self.resolve(dotted)
+
+    def undecided_in(self, module: Optional[str], dotted: Optional[str]) -> Optional[str]:
+        """The project callable ``dotted`` names (as in :meth:`resolve_in`) when the index could not
+        finish analysing it (a bound stopped it); None when it is settled or not a project callable."""
+        if not dotted:
+            return None
+        full = dotted
+        if module is not None:
+            head, _, rest = dotted.partition(".")
+            target = self.imports.get(module, {}).get(head)
+            if target is not None:
+                full = f"{target}.{rest}" if rest else target
+            elif head in self.defined.get(module, ()):
+                full = f"{module}.{dotted}" if module else dotted
+        for _hop in range(MAX_ALIAS_HOPS):
+            found = self._split(full)
+            if found is None:
+                return None
+            mod, rest = found
+            key = f"{mod}.{rest}"
+            if key in self.arity or (not self.complete and rest in self.defined.get(mod, ())):
+                return key if (not self.complete or key in self.unsettled) else None
+            if key not in self.reexports:
+                return None
+            full = self.reexports[key]
+        return None
 
     def resolve_table_in(self, module: Optional[str], dotted: Optional[str], key: Optional[str]
                          ) -> Optional[CallableSlots]:
@@ -396,6 +423,7 @@ class _Builder:
         self.exported: dict[str, dict[tuple[str, str], str]] = {}
         self.arity: dict[str, tuple[str, ...]] = {}
         self._static: dict[ast.Call, tuple] = {}  # the trees stay alive while the index is built
+        self.unsettled: set[str] = set()
 
     def tables(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
@@ -553,6 +581,15 @@ class _Builder:
                 break
             # only callables that call one whose slots just changed can learn more
             todo = [(m, n) for m, n in defs if callees.get(f"{m.name}.{n.name}", set()) & changed]  # type: ignore[attr-defined]
+        else:
+            # still learning at the bound: these, and every callable that (transitively) calls one
+            unsettled = {f"{m.name}.{n.name}" for m, n in todo}  # type: ignore[attr-defined]
+            grew = True
+            while grew:
+                more = {key for key, called in callees.items() if key not in unsettled and called & unsettled}
+                grew = bool(more)
+                unsettled |= more
+            self.unsettled = unsettled
 
     def _analyse_callable(self, module: _Module, node: ast.AST) -> Optional[CallableSlots]:
         if isinstance(node, ast.ClassDef):
@@ -710,7 +747,7 @@ def build_index(sources: Mapping[str, bytes], slots: SlotFacts, *, max_seconds: 
                         exported={k: dict(v) for k, v in builder.exported.items()},
                         imports={m.name: dict(m.imports) for m in modules},
                         defined={m.name: frozenset(m.functions) | frozenset(m.assigned) for m in modules},
-                        tables=builder.tables(), arity=builder.arity,
+                        tables=builder.tables(), arity=builder.arity, unsettled=frozenset(builder.unsettled),
                         complete=complete and builder.complete, seconds=time.monotonic() - start)
 
 

@@ -200,6 +200,7 @@ class LiteralSlots:
         self.tensor_rules: list[TensorTypeRule] = []
         self.cmd_strings: list[tuple[str, str, UnsupportedRule]] = []
         self.external: Optional[UnsupportedRule] = None
+        self.undecided_rule: Optional[UnsupportedRule] = None
         self.external_pending: list[tuple[cst.Arg, str, tuple[str, ...]]] = []
         self._callee_cache: dict[Optional[str], Optional["CallableSlots"]] = {}
         for r in rs:
@@ -219,6 +220,8 @@ class LiteralSlots:
                     self.cmd_strings.append((s, r.tip_for(tip), r))
                 if r.external_parameters and self.external is None:
                     self.external = r
+                if r.report_undecided and self.undecided_rule is None:
+                    self.undecided_rule = r
         words = list(self.backends) + list(self.envvars) + list(self.tensor_types) + [s for s, _, _ in self.cmd_strings]
         if self.device is not None:
             words.append(self.device.from_type)
@@ -392,12 +395,28 @@ class LiteralSlots:
             return None
         return f"passed to {callee.short}({slot.param}), which {slot.why}"
 
+    def _report_undecided(self, node: StringNode, call: cst.Call, raw: str) -> None:
+        """TP581: the literal goes to a project callable the index could not finish (never a guess)."""
+        project, rule = self.facts.project, self.undecided_rule
+        if project is None or rule is None:
+            return
+        callee = project.undecided_in(self.facts.module, dotted_name(call.func))
+        if callee is None and not project.complete:
+            qual = self._qual(call.func)  # the index stopped early: a call into the project is undecided
+            if qual and qual.split(".")[0] in self.ctx.project_modules:
+                callee = qual
+        if callee is not None:
+            self.ctx.record_unsupported(node, rule, f"{callee.rsplit('.', 1)[-1]}(..., {raw!r}, ...)")
+
     def _external_call(self, node: cst.Call, qual: Optional[str]) -> None:
         """Rows (TP580) for CUDA values given to a device-like keyword of a third-party callable."""
         from transplant.project.index import is_external
 
         rule = self.external
         assert rule is not None
+        project = self.facts.project
+        if project is not None and qual and project.canonical_module(qual.split(".")[0]) is not None:
+            return  # the index knows that module: the project's own
         if not is_external(qual, self.ctx.project_modules) or any(
                 qual == p or qual.startswith(p + ".") for p in rule.external_ignore):  # type: ignore[union-attr]
             return
@@ -504,6 +523,7 @@ class LiteralSlots:
         elif where == "arg":
             arg, call = info
             qual = self._qual(call.func)
+            self._report_undecided(node, call, raw)
             if arg.keyword is not None:
                 kw = arg.keyword.value
                 dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None
@@ -564,6 +584,7 @@ class LiteralSlots:
             decided, note = True, cross
         elif where == "arg":
             arg, call = info
+            self._report_undecided(node, call, raw)
             if arg.keyword is not None:
                 kw = arg.keyword.value
                 dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None

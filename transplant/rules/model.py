@@ -49,6 +49,7 @@ class UnsupportedRule(Rule):
     method_chains: Mapping[str, str] = field(default_factory=dict)
     external_parameters: frozenset[str] = frozenset()
     external_ignore: tuple[str, ...] = ()
+    report_undecided: bool = False
 
     def tip_for(self, specific: str) -> str:
         return specific or self.tip
@@ -180,7 +181,8 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
                                module_suffixes=dict(raw.get("module_suffixes", {})),
                                method_chains=dict(raw.get("method_chains", {})),
                                external_parameters=frozenset(raw.get("external_parameters", ())),
-                               external_ignore=tuple(raw.get("external_ignore", ())))
+                               external_ignore=tuple(raw.get("external_ignore", ())),
+                               report_undecided=bool(raw.get("report_undecided", False)))
     if kind == "method":
         return MethodRule(**common, calls=dict(raw.get("calls", {})), attributes=dict(raw.get("attributes", {})))
     if kind == "device":
