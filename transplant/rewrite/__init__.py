@@ -133,7 +133,7 @@ def rewrite_source(source: bytes, path: str, ruleset: RuleSet, *,
 
 def _rewrite_parsed(module: cst.Module, path: str, ruleset: RuleSet, text: str, body: str, tail: str,
                     encoding: str, project_modules: frozenset[str], flow: Optional["FlowFacts"]) -> FileResult:
-    from transplant.rewrite.engine import analyse, apply
+    from transplant.rewrite.engine import LostStatement, analyse, apply
 
     ctx = analyse(path, module, ruleset, project_modules, body, flow)
     changes, unsupported = ctx.finish_rows()
@@ -146,7 +146,12 @@ def _rewrite_parsed(module: cst.Module, path: str, ruleset: RuleSet, text: str, 
         # the rules did. Keep the file; the rows still tell the user what needs migrating.
         return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,
                           reason=f"{path}:1: libcst cannot reproduce this file losslessly; left unchanged")
-    new_text = apply(ctx).code + tail
+    try:
+        new_text = apply(ctx).code + tail
+    except LostStatement as lost:
+        line = ctx.position(lost.node).start.line
+        return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,
+                          reason=f"{path}:{line}: internal error: an edit would drop this statement; file left unchanged")
     if new_text == text:
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
     try:

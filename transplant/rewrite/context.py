@@ -129,6 +129,10 @@ class FileContext:
         # None: not known yet; set when a codegen of the original tree was compared with the source
         self.roundtrip_ok: Optional[bool] = None
         self._parents: Optional[dict[int, cst.CSTNode]] = None
+        # Structural guard (see engine._Applier): statements an edit means to drop from their block, and
+        # rebuilt statements standing for an earlier output. Values keep the nodes alive, so ids stay unique.
+        self.planned_drops: dict[int, cst.CSTNode] = {}
+        self.derived: dict[int, tuple[cst.CSTNode, cst.CSTNode]] = {}
 
     # ----------------------------------------------------------------- lookups
     def rule(self, rule_id: str) -> Optional[Rule]:
@@ -182,6 +186,17 @@ class FileContext:
                 walk = self.parent(walk)
         else:
             self.edit_ancestors.update(id(a) for a in ancestors)
+
+    def plan_drop(self, updated: cst.CSTNode) -> None:
+        """Declare that a block edit will drop the statement ``updated`` (an apply-time node) on purpose.
+
+        The engine refuses to emit a file in which a block edit dropped a statement nobody declared.
+        """
+        self.planned_drops[id(updated)] = updated
+
+    def plan_derived(self, new: cst.CSTNode, old: cst.CSTNode) -> None:
+        """Declare that the apply-time statement ``new`` replaces ``old`` (same statement, rebuilt)."""
+        self.derived[id(new)] = (new, old)
 
     def record_change(self, node: Optional[cst.CSTNode], rule: Rule, message: str = "", *, before: str = "",
                       after: str = "", operation: Operation = Operation.MODIFY, line: int = 0,
