@@ -14,12 +14,14 @@ from __future__ import annotations
 import ast
 import io
 import re
+from bisect import bisect_right
 import tokenize
 from typing import TYPE_CHECKING, Collection, Optional
 
 import libcst as cst
 
 from transplant.results import FileResult, Status
+from transplant.rewrite.edits import Edit, Fix, OverlappingEdits, apply_edits
 from transplant.rules import RuleSet
 
 if TYPE_CHECKING:
@@ -136,22 +138,29 @@ def _rewrite_parsed(module: cst.Module, path: str, ruleset: RuleSet, text: str, 
     from transplant.rewrite.engine import LostStatement, analyse, apply
 
     ctx = analyse(path, module, ruleset, project_modules, body, flow)
-    changes, unsupported = ctx.finish_rows()
+    located = ctx.locate()
+    changes, unsupported = ctx.finish_rows(located)
     if not ctx.has_edits():
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
-    if ctx.roundtrip_ok is None:
-        ctx.roundtrip_ok = module.code == body
-    if not ctx.roundtrip_ok:
-        # The parser would not reproduce this file byte for byte: emitting it would change more than
-        # the rules did. Keep the file; the rows still tell the user what needs migrating.
+    late = [s for s in located.spans if s.end > located.valid_until]
+    if late:
+        # Positions come from generating the original tree; past the first byte libcst would print
+        # differently, they are not trustworthy. Only whole-module edits of such files get here.
+        line = body.count("\n", 0, located.valid_until) + 1
         return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,
-                          reason=f"{path}:1: libcst cannot reproduce this file losslessly; left unchanged")
+                          reason=f"{path}:{line}: libcst cannot reproduce this file losslessly here; left unchanged")
     try:
-        new_text = apply(ctx).code + tail
+        edits = apply(ctx, located)
     except LostStatement as lost:
         line = ctx.position(lost.node).start.line
         return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,
                           reason=f"{path}:{line}: internal error: an edit would drop this statement; file left unchanged")
+    try:
+        new_text = apply_edits(body, _fixes(body, edits, changes)) + tail
+    except OverlappingEdits as exc:
+        line = body.count("\n", 0, exc.second.start) + 1
+        return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,
+                          reason=f"{path}:{line}: internal error: two edits overlap; file left unchanged")
     if new_text == text:
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
     try:
@@ -160,3 +169,17 @@ def _rewrite_parsed(module: cst.Module, path: str, ruleset: RuleSet, text: str, 
         return _failure(path, f"{path}:1: the rewritten file cannot be encoded as {encoding}: {exc.reason}")
     return FileResult(path=path, status=Status.CHANGED, new_source=new_source, changes=changes,
                       unsupported=unsupported)
+
+
+def _fixes(body: str, edits: list[Edit], changes: list) -> list[Fix]:  # type: ignore[type-arg]
+    """Pair each change row with the edits on its lines (an edit without a row still applies)."""
+    starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", body)]
+    spans = [(bisect_right(starts, e.start), bisect_right(starts, max(e.start, e.end - 1)), e) for e in edits]
+    fixes: list[Fix] = []
+    used: set[int] = set()
+    for row in changes:
+        mine = tuple(e for first, last, e in spans if first <= row.line <= last + 1)
+        used.update(id(e) for e in mine)
+        fixes.append(Fix(row.rule, mine, row, row.severity))
+    fixes.extend(Fix("", (e,)) for _, _, e in spans if id(e) not in used)
+    return fixes

@@ -11,7 +11,6 @@ Nothing here imports torch: these modules belong to the offline rewriter.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence, Union
@@ -259,15 +258,17 @@ class Findings:
     unsupported: list[Issue] = field(default_factory=list)
 
     def emit(self, ctx) -> None:  # ctx: transplant.rewrite.context.FileContext
-        """Record every row on the engine's context (rows of deselected rules are dropped)."""
-        severity_override = "severity" in inspect.signature(ctx.record_change).parameters
+        """Record every row on the engine's context (rows of deselected rules are dropped).
+
+        Each row keeps the severity its planner decided (an exact replacement is ``safe`` even under a
+        rule whose default is ``review``, and the other way round).
+        """
         for row in self.changes:
             rule = ctx.rule(row.rule)
             if rule is None:
                 continue
-            extra = {"severity": row.severity} if severity_override else {}
             ctx.record_change(row.node, rule, row.message, before=row.before, after=row.after,
-                              operation=row.operation, **extra)
+                              operation=row.operation, severity=row.severity)
         for issue in self.unsupported:
             rule = ctx.rule(issue.rule)
             if rule is not None:

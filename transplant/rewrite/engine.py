@@ -20,8 +20,10 @@ import libcst as cst
 from transplant.rewrite import passes
 from transplant.rewrite.arguments import ArgumentRules
 from transplant.rewrite.context import FileContext
+from transplant.rewrite.edits import Edit as TextEdit
 from transplant.rewrite.imports import ImportEdits
 from transplant.rewrite.literals import FlowFacts, LiteralSlots
+from transplant.rewrite.locate import Located, generate
 from transplant.rewrite.method import MethodRenames
 from transplant.rewrite.names import FIELD_CACHE, ImportTable, dotted_name, node_fields
 from transplant.rewrite.qualnames import QualifiedNames
@@ -78,7 +80,16 @@ class _Detector:
                             visit(item)
             stack.pop()
 
-        visit(node)
+        if isinstance(node, cst.Module):
+            # rows recorded while a top-level statement is walked belong to it (see FileContext.locate)
+            stack.append(node)
+            for item in node.body:
+                self.ctx.current_top = item
+                visit(item)
+            self.ctx.current_top = None
+            stack.pop()
+        else:
+            visit(node)
 
     # ------------------------------------------------------------ handlers
     def _attribute(self, node: cst.Attribute) -> Optional[bool]:
@@ -228,11 +239,27 @@ def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: fr
     return ctx
 
 
-def apply(ctx: FileContext) -> cst.Module:
-    """The module with every recorded edit applied."""
-    new = ctx.module.visit(_Applier(ctx))
-    assert isinstance(new, cst.Module)
-    return new
+def apply(ctx: FileContext, located: Located) -> list[TextEdit]:
+    """One text edit per outermost edited node: only the replaced nodes are generated.
+
+    Raises :class:`LostStatement` (structural guard) and ``ValueError`` when an edit's result cannot
+    stand where the node was (e.g. an expression an edit tried to remove).
+    """
+    out: list[TextEdit] = []
+    for span in located.spans:
+        result = span.node.visit(_Applier(ctx))
+        if isinstance(result, cst.RemovalSentinel):
+            text = ""
+        elif isinstance(result, cst.FlattenSentinel):
+            if not isinstance(span.node, cst.BaseStatement):
+                raise ValueError(f"an edit split a {type(span.node).__name__}, which is not a statement")
+            text = "".join(generate(ctx.module, n, span.indent) for n in result.nodes)
+        else:
+            text = generate(ctx.module, result, span.indent)
+        if isinstance(result, cst.RemovalSentinel) and not isinstance(span.node, cst.BaseStatement):
+            raise ValueError(f"an edit removed a {type(span.node).__name__}, which is not a statement")
+        out.append(TextEdit(span.start, span.end, text))
+    return out
 
 
 __all__ = ["analyse", "apply", "LostStatement"]
