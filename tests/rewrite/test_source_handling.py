@@ -192,3 +192,14 @@ def test_untouched_bytes_stay_identical_around_an_edit(ruleset) -> None:
     result = rewrite_source(source, "odd.py", ruleset)
     assert result.status is Status.CHANGED, result.reason
     assert result.new_source == b"import torch\nimport torch_npu\n\x0c\nx  =\ttorch.zeros( 1 ) \\\n   .npu( )  # keep\n\n\n"
+
+
+def test_a_statement_too_deep_to_analyse_is_a_row_and_the_rest_is_migrated(ruleset) -> None:
+    deep = b"y = (" + b" +\n     ".join([b"a"] * 5000) + b")\n"
+    source = b"import torch\nx = torch.zeros(1).cuda()\n" + deep + b"z = torch.cuda.device_count()\n"
+    result = rewrite_source(source, "sum5000.py", ruleset)
+    assert result.status is Status.CHANGED, result.reason
+    assert result.new_source == (b"import torch\nimport torch_npu\nx = torch.zeros(1).npu()\n" + deep
+                                 + b"z = torch.npu.device_count()\n")
+    assert [(u.rule, u.line, u.end_line) for u in result.unsupported] == [("TP590", 3, 5002)]
+    assert ("TP101", 5003) in {(c.rule, c.line) for c in result.changes}
