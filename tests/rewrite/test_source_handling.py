@@ -150,3 +150,56 @@ def test_unsupported_method_chains(tmp_path) -> None:
     result = rewrite_source(source, "c.py", load_ruleset([rules]))
     assert result.status is Status.UNCHANGED
     assert [(u.line, u.rule, u.op, u.tip) for u in result.unsupported] == [(2, "TP980", ".cpu().state_dict()", "save a CPU copy")]
+
+
+# -- issue 9 §3: every parseable file is migrated (edits are patches of the original text) ---------------
+
+def test_trailing_indented_comment_after_blank_line_at_eof(ruleset) -> None:
+    source = b"x = torch.zeros(1).cuda()\n\n #c\n"  # libcst prints this file without the blank line
+    result = rewrite_source(source, "tail_comment.py", ruleset)
+    assert result.status is Status.CHANGED, result.reason
+    assert result.new_source.endswith(b"x = torch.zeros(1).npu()\n\n #c\n")
+    assert [c.rule for c in result.changes if c.rule == "TP120"] == ["TP120"]
+
+
+def test_cr_only_line_endings(ruleset) -> None:
+    source = b"import torch\rx = torch.zeros(1).cuda()\rif x:\r    y = torch.cuda.device_count()\r"
+    result = rewrite_source(source, "mac.py", ruleset)
+    assert result.status is Status.CHANGED, result.reason
+    assert result.new_source == (b"import torch\rimport torch_npu\rx = torch.zeros(1).npu()\rif x:\r"
+                                 b"    y = torch.npu.device_count()\r")
+    assert sorted((c.rule, c.line) for c in result.changes) == [("TP101", 4), ("TP120", 2), ("TP190", 2)]
+    assert rewrite_source(result.new_source, "mac.py", ruleset).status is Status.UNCHANGED
+
+
+def test_a_500_term_sum_is_migrated(ruleset) -> None:
+    source = b"import torch\nx = torch.zeros(1).cuda()\ny = " + b" + ".join([b"a"] * 500) + b"\n"
+    result = rewrite_source(source, "sum.py", ruleset)
+    assert result.status is Status.CHANGED, result.reason
+    assert result.new_source == source.replace(b".cuda()", b".npu()").replace(b"torch\n", b"torch\nimport torch_npu\n", 1)
+
+
+def test_140_nested_calls_are_migrated(ruleset) -> None:
+    source = b"import torch\nx = torch.zeros(1).cuda()\ny = " + b"f(" * 140 + b")" * 140 + b"\n"
+    result = rewrite_source(source, "calls.py", ruleset)
+    assert result.status is Status.CHANGED, result.reason
+    assert b"x = torch.zeros(1).npu()\n" in result.new_source and source.splitlines()[-1] in result.new_source
+
+
+def test_untouched_bytes_stay_identical_around_an_edit(ruleset) -> None:
+    # odd spacing, tabs, form feeds, a backslash continuation: only `.cuda()` may change
+    source = b"import torch\n\x0c\nx  =\ttorch.zeros( 1 ) \\\n   .cuda( )  # keep\n\n\n"
+    result = rewrite_source(source, "odd.py", ruleset)
+    assert result.status is Status.CHANGED, result.reason
+    assert result.new_source == b"import torch\nimport torch_npu\n\x0c\nx  =\ttorch.zeros( 1 ) \\\n   .npu( )  # keep\n\n\n"
+
+
+def test_a_statement_too_deep_to_analyse_is_a_row_and_the_rest_is_migrated(ruleset) -> None:
+    deep = b"y = (" + b" +\n     ".join([b"a"] * 5000) + b")\n"
+    source = b"import torch\nx = torch.zeros(1).cuda()\n" + deep + b"z = torch.cuda.device_count()\n"
+    result = rewrite_source(source, "sum5000.py", ruleset)
+    assert result.status is Status.CHANGED, result.reason
+    assert result.new_source == (b"import torch\nimport torch_npu\nx = torch.zeros(1).npu()\n" + deep
+                                 + b"z = torch.npu.device_count()\n")
+    assert [(u.rule, u.line, u.end_line) for u in result.unsupported] == [("TP590", 3, 5002)]
+    assert ("TP101", 5003) in {(c.rule, c.line) for c in result.changes}

@@ -11,7 +11,6 @@ Nothing here imports torch: these modules belong to the offline rewriter.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence, Union
@@ -259,15 +258,17 @@ class Findings:
     unsupported: list[Issue] = field(default_factory=list)
 
     def emit(self, ctx) -> None:  # ctx: transplant.rewrite.context.FileContext
-        """Record every row on the engine's context (rows of deselected rules are dropped)."""
-        severity_override = "severity" in inspect.signature(ctx.record_change).parameters
+        """Record every row on the engine's context (rows of deselected rules are dropped).
+
+        Each row keeps the severity its planner decided (an exact replacement is ``safe`` even under a
+        rule whose default is ``review``, and the other way round).
+        """
         for row in self.changes:
             rule = ctx.rule(row.rule)
             if rule is None:
                 continue
-            extra = {"severity": row.severity} if severity_override else {}
             ctx.record_change(row.node, rule, row.message, before=row.before, after=row.after,
-                              operation=row.operation, **extra)
+                              operation=row.operation, severity=row.severity)
         for issue in self.unsupported:
             rule = ctx.rule(issue.rule)
             if rule is not None:
@@ -478,9 +479,12 @@ class StatementEditor:
         self.before: dict[cst.BaseStatement, list[cst.BaseStatement]] = defaultdict(list)
         self.after: dict[cst.BaseStatement, list[cst.BaseStatement]] = defaultdict(list)
         self.wraps: list[Wrap] = []
-        self._created_pass: set[int] = set()  # ``pass`` statements standing in for blocks we emptied
-        self.removed: set[int] = set()
-        self._doomed: set[int] = set()  # ids of updated statements to drop in their block's edit
+        # Identity bookkeeping of nodes created while the edits run. Each map holds the node itself, not
+        # only its id(): a node that is garbage-collected frees its id for the next node allocated, and an
+        # id-only set once made the block edit drop an unrelated statement that happened to reuse it.
+        self._created_pass: _Identity = _Identity()  # ``pass`` statements standing in for blocks we emptied
+        self.removed: set[int] = set()  # ids of ORIGINAL statements (the original tree outlives the plan)
+        self._doomed: _Identity = _Identity()  # updated statements to drop in their block's edit
         # Blank lines and comments above a removed statement move to the next statement that stays.
         self._inherit: dict[int, list[cst.EmptyLine]] = defaultdict(list)
 
@@ -518,7 +522,7 @@ class StatementEditor:
         for node, factory in self.replace_expr.items():
             ctx.replace(node, factory)
         # Output nodes of a statement's edit, so block edits can find wrap boundaries in updated bodies.
-        produced: dict[int, list[int]] = {}
+        produced: dict[int, list[cst.CSTNode]] = {}
         boundary = {id(w.first) for w in self.wraps} | {id(w.last) for w in self.wraps}
         statements = {id(s): s for s in list(self.replace_stmt) + list(self.before) + list(self.after)}
         for stmt in list(self.replace_stmt):
@@ -534,7 +538,7 @@ class StatementEditor:
         statements.update({id(w.last): w.last for w in self.wraps})
         suites: dict[int, cst.CSTNode] = {}
         for key, stmt in statements.items():
-            ctx.replace(stmt, self._statement_edit(stmt, produced, key in boundary))
+            ctx.replace(stmt, self._statement_edit(stmt, produced, key in boundary, ctx))
             suite = analysis.parent(stmt)
             if isinstance(suite, (cst.IndentedBlock, cst.Module)):
                 suites[id(suite)] = suite
@@ -547,9 +551,9 @@ class StatementEditor:
                     suites[id(outer)] = outer
         for suite in suites.values():
             wraps = [w for w in self.wraps if analysis.parent(w.first) is suite]
-            ctx.replace(suite, self._suite_edit(wraps, produced))
+            ctx.replace(suite, self._suite_edit(wraps, produced, ctx))
 
-    def _statement_edit(self, stmt: cst.BaseStatement, produced: dict[int, list[int]], tag: bool):
+    def _statement_edit(self, stmt: cst.BaseStatement, produced: dict[int, list[cst.CSTNode]], tag: bool, ctx):
         before = list(self.before.get(stmt, []))
         after = list(self.after.get(stmt, []))
         factory = self.replace_stmt.get(stmt)
@@ -561,50 +565,54 @@ class StatementEditor:
             if not middle:
                 # Removed statements stay until the enclosing block's edit drops them, so that edits other
                 # rules registered on the same statement (an import inserted before it) still run.
-                self._doomed.add(id(updated))
+                self._doomed.add(updated)
+                ctx.plan_drop(updated)
                 middle = [updated]
             out = before + middle + after
             if inherited and out:
                 out[0] = _with_inherited(out[0], inherited)
             if tag:
-                produced[id(stmt)] = [id(n) for n in out]
+                produced[id(stmt)] = out
             if len(out) == 1:
                 return out[0]
             return cst.FlattenSentinel(out)
 
         return edit
 
-    def _suite_edit(self, wraps: list[Wrap], produced: dict[int, list[int]]):
+    def _suite_edit(self, wraps: list[Wrap], produced: dict[int, list[cst.CSTNode]], ctx):
         def edit(updated: cst.CSTNode):
             body = list(updated.body)  # type: ignore[attr-defined]
             for wrap in wraps:
-                first_ids = produced.get(id(wrap.first))
-                last_ids = produced.get(id(wrap.last))
-                if not first_ids or not last_ids:
+                first_out = produced.get(id(wrap.first))
+                last_out = produced.get(id(wrap.last))
+                if not first_out or not last_out:
                     continue  # the boundary statement was removed: nothing left to wrap
-                index = {id(n): i for i, n in enumerate(body)}
-                if first_ids[0] not in index or last_ids[-1] not in index:
+                start = _index_of(body, first_out[0])
+                stop = _index_of(body, last_out[-1])
+                if start is None or stop is None or stop < start:
                     continue
-                start, stop = index[first_ids[0]], index[last_ids[-1]]
-                if stop < start:
-                    continue
-                body[start:stop + 1] = [_wrapped(wrap.item, body[start:stop + 1])]
+                wrapped = _wrapped(wrap.item, body[start:stop + 1])
+                ctx.plan_derived(wrapped.body.body[0], body[start])  # the head lost its leading lines
+                body[start:stop + 1] = [wrapped]
             kept: list[cst.BaseStatement] = []
             orphaned: list[cst.EmptyLine] = []
             for stmt in body:
-                if id(stmt) in self._doomed:
+                if stmt in self._doomed:
                     continue  # its leading lines were handed to the next statement when planning
                 if self._is_emptied_if(stmt):
+                    ctx.plan_drop(stmt)
                     orphaned.extend(stmt.leading_lines)  # type: ignore[attr-defined]
                     continue
                 if orphaned:
+                    inheriting = stmt
                     stmt = _with_inherited(stmt, orphaned)
+                    ctx.plan_derived(stmt, inheriting)
                     orphaned = []
                 kept.append(stmt)
             body = kept
             if not body:
                 placeholder = cst.SimpleStatementLine(body=[cst.Pass()])
-                self._created_pass.add(id(placeholder))
+                self._created_pass.add(placeholder)
                 body = [placeholder]
             return updated.with_changes(body=body)
 
@@ -613,8 +621,25 @@ class StatementEditor:
     def _is_emptied_if(self, stmt: cst.BaseStatement) -> bool:
         """An ``if`` (no else, side-effect-free test) whose whole body we removed: drop it too."""
         return (isinstance(stmt, cst.If) and stmt.orelse is None and isinstance(stmt.body, cst.IndentedBlock)
-                and len(stmt.body.body) == 1 and id(stmt.body.body[0]) in self._created_pass
+                and len(stmt.body.body) == 1 and stmt.body.body[0] in self._created_pass
                 and is_pure_condition(stmt.test))
+
+
+class _Identity:
+    """A set of nodes by identity that keeps its members alive (so their ids cannot be reused)."""
+
+    def __init__(self) -> None:
+        self._members: dict[int, cst.CSTNode] = {}
+
+    def add(self, node: cst.CSTNode) -> None:
+        self._members[id(node)] = node
+
+    def __contains__(self, node: object) -> bool:
+        return self._members.get(id(node)) is node
+
+
+def _index_of(body: Sequence[cst.CSTNode], node: cst.CSTNode) -> Optional[int]:
+    return next((i for i, n in enumerate(body) if n is node), None)
 
 
 def _with_inherited(stmt: cst.BaseStatement, inherited: list[cst.EmptyLine]) -> cst.BaseStatement:

@@ -7,14 +7,14 @@ numbers from positions of the original nodes, so every row refers to the origina
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from transplant.results import Change, Operation, Unsupported
+from transplant.rewrite.locate import Located, locate
 from transplant.rewrite.names import ImportTable
 from transplant.rules import Rule, RuleSet
 
@@ -33,65 +33,7 @@ class _PendingChange:
     before: str
     after: str
     after_node: bool = False  # an insert after ``node``: the row's line is the one following it
-
-
-try:  # libcst has no public hook into its code generator; this one has been stable since 0.3
-    from libcst._nodes.internal import CodegenState
-except ImportError:  # pragma: no cover - a future libcst: fall back to PositionProvider
-    CodegenState = None  # type: ignore[assignment,misc]
-
-
-class _SparsePositions(CodegenState or object):  # type: ignore[misc]
-    """Codegen that records positions only for the requested nodes.
-
-    libcst's PositionProvider records every node (several times the cost of printing); reports need a
-    handful. The generated tokens double as the round-trip check (``code == original``).
-    """
-
-    def __init__(self, module: cst.Module, targets: set[int]) -> None:
-        super().__init__(default_indent=module.default_indent, default_newline=module.default_newline)
-        self.targets = targets
-        self.found: dict[int, CodeRange] = {}
-        self._outer: dict[int, CodePosition] = {}
-        self._counted = 0
-        self._line = 1
-        self._col = 0
-
-    def _here(self) -> CodePosition:
-        tokens = self.tokens
-        for i in range(self._counted, len(tokens)):
-            t = tokens[i]
-            n = t.count("\n")
-            if n:
-                self._line += n
-                self._col = len(t) - t.rfind("\n") - 1
-            else:
-                self._col += len(t)
-        self._counted = len(tokens)
-        return CodePosition(self._line, self._col)
-
-    def before_codegen(self, node: cst.CSTNode) -> None:
-        if id(node) in self.targets:
-            start = self._here()
-            skip = len(getattr(node, "leading_lines", ()) or ())
-            if skip:  # a statement's blank/comment lines above it are not the statement
-                start = CodePosition(start.line + skip, 0)
-            self._outer[id(node)] = start
-
-    def after_codegen(self, node: cst.CSTNode) -> None:
-        key = id(node)
-        if key in self.targets and key not in self.found:
-            self.found[key] = CodeRange(self._outer.get(key, self._here()), self._here())
-
-    @contextmanager
-    def record_syntactic_position(self, node: cst.CSTNode, *, start_node: Optional[cst.CSTNode] = None,
-                                  end_node: Optional[cst.CSTNode] = None) -> Iterator[None]:
-        if id(node) not in self.targets:
-            yield
-            return
-        start = self._here()
-        yield
-        self.found[id(node)] = CodeRange(start, self._here())
+    severity: Optional[str] = None  # None: the rule's default
 
 
 @dataclass
@@ -126,9 +68,21 @@ class FileContext:
         self.npu_needed_by: Optional[Rule] = None
         self._positions: Optional[dict[cst.CSTNode, CodeRange]] = None
         self._sparse: dict[int, CodeRange] = {}
-        # None: not known yet; set when a codegen of the original tree was compared with the source
-        self.roundtrip_ok: Optional[bool] = None
         self._parents: Optional[dict[int, cst.CSTNode]] = None
+        # Which top-level statement holds each edited or reported node: only those are generated to find
+        # positions (``locate``). ``current_top`` is set by the detector while it walks one; a pass may
+        # lend its own parent map (``lend_parents``) so that no second one is built.
+        self.current_top: Optional[cst.CSTNode] = None
+        self._tops: dict[int, cst.CSTNode] = {}
+        self._top_unknown = False
+        self._edit_top: dict[int, cst.CSTNode] = {}
+        self._lent_parent: Optional[Callable[[cst.CSTNode], Optional[cst.CSTNode]]] = None
+        # Lines whose small statements are edited: a removed or split small statement is patched as its line.
+        self.patch_roots: set[int] = set()
+        # Structural guard (see engine._Applier): statements an edit means to drop from their block, and
+        # rebuilt statements standing for an earlier output. Values keep the nodes alive, so ids stay unique.
+        self.planned_drops: dict[int, cst.CSTNode] = {}
+        self.derived: dict[int, tuple[cst.CSTNode, cst.CSTNode]] = {}
 
     # ----------------------------------------------------------------- lookups
     def rule(self, rule_id: str) -> Optional[Rule]:
@@ -165,6 +119,39 @@ class FileContext:
             self._parents = parents
         return self._parents.get(id(node))
 
+    def lend_parents(self, parent: Callable[[cst.CSTNode], Optional[cst.CSTNode]]) -> None:
+        """Use ``parent`` (a pass's parent map of this same original tree) instead of building one."""
+        if self._parents is None and self._lent_parent is None:
+            self._lent_parent = parent
+
+    def _parent_of(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
+        if self._parents is None and self._lent_parent is not None:
+            return self._lent_parent(node)
+        return self.parent(node)
+
+    def _note_top(self, node: Optional[cst.CSTNode]) -> None:
+        """Remember which top-level statement holds a reported node (positions are found per statement)."""
+        if node is None or id(node) in self._tops:
+            return
+        top = self._edit_top.get(id(node)) or self.current_top
+        if top is None:
+            chain = self._chain(node)
+            top = chain[1] if len(chain) > 1 and chain[0] is self.module else None
+        if top is None:
+            self._top_unknown = True
+        else:
+            self._tops[id(node)] = top
+
+    def _chain(self, node: cst.CSTNode) -> list[cst.CSTNode]:
+        """The path from the module down to ``node`` (parents computed or lent)."""
+        chain = [node]
+        walk = self._parent_of(node)
+        while walk is not None:
+            chain.append(walk)
+            walk = self._parent_of(walk)
+        chain.reverse()
+        return chain
+
     # ----------------------------------------------------------------- recording
     def replace(self, node: cst.CSTNode, edit: Edit, ancestors: Optional[Iterable[cst.CSTNode]] = None) -> None:
         """Schedule ``edit`` for an original node. Several edits on one node run in registration order.
@@ -175,28 +162,44 @@ class FileContext:
         self.edits.setdefault(id(node), []).append(edit)
         self._edit_nodes[id(node)] = node
         self.edit_ancestors.add(id(node))
-        if ancestors is None:
-            walk: Optional[cst.CSTNode] = self.parent(node)
-            while walk is not None:
-                self.edit_ancestors.add(id(walk))
-                walk = self.parent(walk)
-        else:
-            self.edit_ancestors.update(id(a) for a in ancestors)
+        chain = [*ancestors, node] if ancestors is not None else self._chain(node)
+        if not chain or chain[0] is not self.module:
+            chain = self._chain(node)
+        self.edit_ancestors.update(id(a) for a in chain)
+        top = chain[1] if len(chain) > 1 else self.module
+        self._edit_top[id(node)] = top
+        self._tops[id(node)] = top
+        if isinstance(node, cst.BaseSmallStatement) and len(chain) > 1:
+            self.patch_roots.add(id(chain[-2]))
+
+    def plan_drop(self, updated: cst.CSTNode) -> None:
+        """Declare that a block edit will drop the statement ``updated`` (an apply-time node) on purpose.
+
+        The engine refuses to emit a file in which a block edit dropped a statement nobody declared.
+        """
+        self.planned_drops[id(updated)] = updated
+
+    def plan_derived(self, new: cst.CSTNode, old: cst.CSTNode) -> None:
+        """Declare that the apply-time statement ``new`` replaces ``old`` (same statement, rebuilt)."""
+        self.derived[id(new)] = (new, old)
 
     def record_change(self, node: Optional[cst.CSTNode], rule: Rule, message: str = "", *, before: str = "",
                       after: str = "", operation: Operation = Operation.MODIFY, line: int = 0,
-                      after_node: bool = False) -> None:
+                      after_node: bool = False, severity: Optional[str] = None) -> None:
         """One change_list.csv row for an original node (or an original ``line`` for inserts).
 
         ``after_node=True``: an insert after ``node``; the row names the line that follows it.
+        ``severity`` overrides the rule's default for this row (``safe`` / ``review``).
         """
+        self._note_top(node)
         self.changes.append(_PendingChange(node, line, rule, operation, message or rule.message, before, after,
-                                           after_node))
+                                           after_node, severity))
         if rule.needs_torch_npu and self.npu_needed_by is None:
             self.npu_needed_by = rule
 
     def record_unsupported(self, node: Optional[cst.CSTNode], rule: Rule, op: str, tip: str = "", *, line: int = 0) -> None:
         """One unsupported_api.csv row; ``tip`` defaults to the rule's tip."""
+        self._note_top(node)
         self.unsupported.append(_PendingUnsupported(node, line, rule, op, tip or rule.tip or rule.message))
 
     def add_import(self, module: str, rule: Rule) -> None:
@@ -208,15 +211,24 @@ class FileContext:
     def has_edits(self) -> bool:
         return bool(self.edits)
 
-    def finish_rows(self) -> tuple[list[Change], list[Unsupported]]:
+    def locate(self) -> Located:
+        """Positions of every reported node and the original spans of the outermost edited nodes."""
+        targets = {id(r.node) for r in [*self.changes, *self.unsupported] if r.node is not None}
+        roots = set(self.edits) | self.patch_roots
+        if not targets and not roots:
+            return Located(valid_until=len(self.source_text))
+        tops = {id(t): t for t in self._tops.values()}
+        full = self._top_unknown or id(self.module) in tops
+        found = locate(self.module, self.source_text, targets, roots, tops.values(), full)
+        if not full and (not targets <= set(found.ranges) or found.seen != roots):
+            found = locate(self.module, self.source_text, targets, roots, (), True)  # a guess was wrong
+        self._sparse = found.ranges
+        return found
+
+    def finish_rows(self, located: Optional[Located] = None) -> tuple[list[Change], list[Unsupported]]:
         """Rows with original-file positions, sorted by position."""
-        if self._positions is None and CodegenState is not None:
-            targets = {id(r.node) for r in [*self.changes, *self.unsupported] if r.node is not None}
-            if targets or self.edits:
-                state = _SparsePositions(self.module, targets)
-                self.module._codegen(state)
-                self._sparse = state.found
-                self.roundtrip_ok = "".join(state.tokens) == self.source_text
+        if located is None:
+            self.locate()
         changes: list[Change] = []
         for c in self.changes:
             line, end, col = self._where(c.node, c.line)
@@ -224,7 +236,8 @@ class FileContext:
                 line = end = end + 1
                 col = 1
             changes.append(Change(rule=c.rule.id, line=line, end_line=end, column=col, operation=c.operation,
-                                  message=c.message, severity=c.rule.severity, before=c.before, after=c.after))
+                                  message=c.message, severity=c.severity or c.rule.severity, before=c.before,
+                                  after=c.after))
         unsupported: list[Unsupported] = []
         for u in self.unsupported:
             line, end, col = self._where(u.node, u.line)

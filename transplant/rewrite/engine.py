@@ -20,8 +20,10 @@ import libcst as cst
 from transplant.rewrite import passes
 from transplant.rewrite.arguments import ArgumentRules
 from transplant.rewrite.context import FileContext
+from transplant.rewrite.edits import Edit as TextEdit
 from transplant.rewrite.imports import ImportEdits
 from transplant.rewrite.literals import FlowFacts, LiteralSlots
+from transplant.rewrite.locate import Located, generate
 from transplant.rewrite.method import MethodRenames
 from transplant.rewrite.names import FIELD_CACHE, ImportTable, dotted_name, node_fields
 from transplant.rewrite.qualnames import QualifiedNames
@@ -78,7 +80,16 @@ class _Detector:
                             visit(item)
             stack.pop()
 
-        visit(node)
+        if isinstance(node, cst.Module):
+            # rows recorded while a top-level statement is walked belong to it (see FileContext.locate)
+            stack.append(node)
+            for item in node.body:
+                self.ctx.current_top = item
+                visit(item)
+            self.ctx.current_top = None
+            stack.pop()
+        else:
+            visit(node)
 
     # ------------------------------------------------------------ handlers
     def _attribute(self, node: cst.Attribute) -> Optional[bool]:
@@ -136,28 +147,79 @@ class _Detector:
         self.arguments.decorator(node, self.stack)
 
 
+class LostStatement(Exception):
+    """A block edit dropped a statement that no edit meant to delete (``node`` is the original)."""
+
+    def __init__(self, node: cst.CSTNode) -> None:
+        super().__init__("a statement the plan did not delete would disappear")
+        self.node = node
+
+
+_Result = Union[cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel]
+
+
 class _Applier(cst.CSTTransformer):
-    """Applies recorded edits bottom-up, visiting only ancestors of edited nodes."""
+    """Applies recorded edits bottom-up, visiting only ancestors of edited nodes.
+
+    Structural guard: when a block (module or indented block) has an edit of its own, every statement
+    its children produced must still be in the block afterwards (possibly inside a new compound
+    statement, e.g. a ``with`` wrapper), unless an edit declared the drop (``FileContext.plan_drop``).
+    Otherwise :class:`LostStatement` is raised and the file is not emitted.
+    """
 
     def __init__(self, ctx: FileContext) -> None:
         super().__init__()
+        self.ctx = ctx
         self.edits = ctx.edits
         self.keep = None if ctx.needs_full_apply else ctx.edit_ancestors
+        # original statement id -> (original, what its edits produced); strong refs keep ids unique
+        self.produced: dict[int, tuple[cst.CSTNode, list[cst.CSTNode]]] = {}
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         return self.keep is None or id(node) in self.keep
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode
-                 ) -> Union[cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel]:
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> _Result:
         edits = self.edits.get(id(original_node))
-        if not edits:
-            return updated_node
-        result: Union[cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel] = updated_node
-        for edit in edits:
+        result: _Result = updated_node
+        for edit in edits or ():
             if isinstance(result, cst.RemovalSentinel):
                 break  # removed: later edits on the same node no longer apply
             result = edit(result)  # a FlattenSentinel is passed on (see passes.py)
+        if edits and isinstance(original_node, (cst.Module, cst.IndentedBlock)) and isinstance(result, cst.CSTNode):
+            self._check_block(original_node, result)
+        if isinstance(original_node, cst.BaseStatement):
+            if isinstance(result, cst.FlattenSentinel):
+                out = list(result.nodes)
+            elif isinstance(result, cst.CSTNode):
+                out = [result]
+            else:
+                out = []
+            self.produced[id(original_node)] = (original_node, out)
         return result
+
+    def _check_block(self, original: cst.CSTNode, result: cst.CSTNode) -> None:
+        expected: dict[int, cst.CSTNode] = {}  # produced node id -> original statement
+        for child in original.body:  # type: ignore[attr-defined]
+            entry = self.produced.get(id(child))
+            for node in entry[1] if entry is not None else ():
+                expected[id(node)] = child
+        present: set[int] = set()
+        derived = self.ctx.derived
+        todo = list(result.body)  # type: ignore[attr-defined]
+        while todo:
+            node = todo.pop()
+            key = id(node)
+            while key in derived and derived[key][0] is node and key not in expected:
+                node = derived[key][1]
+                key = id(node)
+            if key in expected:
+                present.add(key)
+            elif isinstance(node, cst.BaseCompoundStatement) and isinstance(node.body, cst.IndentedBlock):
+                todo.extend(node.body.body)  # a wrapper an edit built around earlier statements
+        drops = self.ctx.planned_drops
+        for key, child in expected.items():
+            if key not in present and key not in drops:
+                raise LostStatement(child)
 
 
 def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: frozenset[str] = frozenset(),
@@ -176,11 +238,27 @@ def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: fr
     return ctx
 
 
-def apply(ctx: FileContext) -> cst.Module:
-    """The module with every recorded edit applied."""
-    new = ctx.module.visit(_Applier(ctx))
-    assert isinstance(new, cst.Module)
-    return new
+def apply(ctx: FileContext, located: Located) -> list[TextEdit]:
+    """One text edit per outermost edited node: only the replaced nodes are generated.
+
+    Raises :class:`LostStatement` (structural guard) and ``ValueError`` when an edit's result cannot
+    stand where the node was (e.g. an expression an edit tried to remove).
+    """
+    out: list[TextEdit] = []
+    for span in located.spans:
+        result = span.node.visit(_Applier(ctx))
+        if isinstance(result, cst.RemovalSentinel):
+            text = ""
+        elif isinstance(result, cst.FlattenSentinel):
+            if not isinstance(span.node, cst.BaseStatement):
+                raise ValueError(f"an edit split a {type(span.node).__name__}, which is not a statement")
+            text = "".join(generate(ctx.module, n, span.indent) for n in result.nodes)
+        else:
+            text = generate(ctx.module, result, span.indent)
+        if isinstance(result, cst.RemovalSentinel) and not isinstance(span.node, cst.BaseStatement):
+            raise ValueError(f"an edit removed a {type(span.node).__name__}, which is not a statement")
+        out.append(TextEdit(span.start, span.end, text))
+    return out
 
 
-__all__ = ["analyse", "apply"]
+__all__ = ["analyse", "apply", "LostStatement"]
