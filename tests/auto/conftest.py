@@ -30,6 +30,8 @@ def emulator_env(**extra: str) -> dict[str, str]:
     env.pop("TRANSPLANT_AUTO_REPORT", None)
     env.pop("TRANSPLANT_AUTO_BANNER_SHOWN", None)
     env.pop("RANK", None)
+    env.pop("TRANSPLANT_AUTO_REWRITE", None)
+    env.pop("TRANSPLANT_AUTO_ROOTS", None)
     # transplant itself must be importable from a source checkout
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(ROOT)])
     env.update(extra)
@@ -55,7 +57,8 @@ def run_cases(tmp_root: Path) -> CaseRun:
         report = tmp_root / "auto_changes.csv"
         proc = subprocess.run(
             [sys.executable, str(HERE / "emulated_cases.py"), str(result_path)],
-            env=emulator_env(TRANSPLANT_AUTO_REPORT=str(report)),
+            # the cases exercise the runtime patches: the import hook would rewrite their CUDA calls
+            env=emulator_env(TRANSPLANT_AUTO_REPORT=str(report), TRANSPLANT_AUTO_REWRITE="0"),
             cwd=str(HERE),
             capture_output=True,
             text=True,

@@ -27,11 +27,13 @@ def migrated(tmp_path_factory, auto_paths) -> Path:
 def run_pair(auto_env):
     """Run the original script under auto mode and the migrated one, side by side (2 cores)."""
 
-    def run(original: Path, migrated_script: Path, tmp: Path, *, nproc: int | None = None) -> tuple[dict, dict]:
+    def run(original: Path, migrated_script: Path, tmp: Path, *, nproc: int | None = None,
+            rewrite: bool = True) -> tuple[dict, dict]:
         report = tmp / "changes.csv"
         jobs = [
             _start(auto_env, original, tmp / "auto.json", nproc,
-                   {"TRANSPLANT_AUTO": "1", "TRANSPLANT_AUTO_QUIET": "1", "TRANSPLANT_AUTO_REPORT": str(report)}),
+                   {"TRANSPLANT_AUTO": "1", "TRANSPLANT_AUTO_QUIET": "1", "TRANSPLANT_AUTO_REPORT": str(report),
+                    "TRANSPLANT_AUTO_REWRITE": "1" if rewrite else "0"}),
             _start(auto_env, migrated_script, tmp / "offline.json", nproc, {}),
         ]
         return tuple(_finish(*job) for job in jobs)
@@ -61,8 +63,9 @@ def _finish(proc, script: Path, out: Path) -> dict:
 
 
 def test_single_device_and_cuda_amp_match_offline_migration(migrated, run_pair, tmp_path):
+    """Runtime patches alone (TRANSPLANT_AUTO_REWRITE=0): every CUDA call is redirected as it runs."""
     script = "train_single.py"
-    auto, offline = run_pair(SCRIPTS / script, migrated / script, tmp_path)
+    auto, offline = run_pair(SCRIPTS / script, migrated / script, tmp_path, rewrite=False)
     assert auto == offline
     assert auto["device"] == "npu:0"
     assert len(auto["losses"]) == 8 and auto["losses"][-1] < auto["losses"][0]
@@ -76,10 +79,29 @@ def test_single_device_and_cuda_amp_match_offline_migration(migrated, run_pair, 
             "torch.load"} <= hit, hit
 
 
+def test_single_device_rewritten_at_import_matches_offline_migration(migrated, run_pair, tmp_path):
+    """With the import hook (the default) the script runs the offline rewrite of itself: same losses, and
+    the change log lists the static edits with the offline rule ids instead of runtime redirects."""
+    script = "train_single.py"
+    auto, offline = run_pair(SCRIPTS / script, migrated / script, tmp_path)
+    assert auto == offline
+    assert auto["device"] == "npu:0" and auto["amp_dtype"] == "torch.float16"
+    with open(tmp_path / "changes.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    static = [row for row in rows if row["Message"].endswith("(auto mode, rewritten at import)")]
+    with open(migrated / "change_list.csv", newline="") as handle:
+        offline_rows = [row for row in csv.DictReader(handle) if row["File"].endswith(script)]
+    # every offline edit but the inserted `import torch_npu` (auto mode imported it; no line is added)
+    expected = {(row["Rule"], row["Start Line"], row["Column"]) for row in offline_rows if row["Rule"] != "TP190"}
+    assert {(row["Rule"], row["Start Line"], row["Column"]) for row in static} == expected
+    assert all(row["Count"] == "" for row in static)
+
+
 @pytest.mark.slow
 def test_ddp_nccl_two_ranks_matches_offline_migration(migrated, run_pair, tmp_path):
+    """Runtime patches alone: the nccl backend is converted at the call."""
     report = tmp_path / "changes.csv"
-    auto, offline = run_pair(SCRIPTS / "train_ddp.py", migrated / "train_ddp.py", tmp_path, nproc=2)
+    auto, offline = run_pair(SCRIPTS / "train_ddp.py", migrated / "train_ddp.py", tmp_path, nproc=2, rewrite=False)
     assert auto == offline
     assert auto["backend"] == "hccl"
     with open(report, newline="") as handle:

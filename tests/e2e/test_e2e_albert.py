@@ -240,11 +240,18 @@ def test_unmigrated_original_is_caught_by_strict_cuda(albert_work: Path) -> None
     assert run.losses == []
 
 
-def test_fp16_trains_on_emulated_npu(albert_migrated: Path, albert_work: Path, albert_static: Run) -> None:
-    """--fp16 (apex amp in the original; native torch.amp after migration): finite, falling loss."""
+@pytest.fixture(scope="module")
+def albert_fp16(albert_migrated: Path, albert_work: Path, albert_static: Run) -> Run:
+    """The migrated trainer with --fp16 (apex amp in the original; native torch.amp after migration)."""
     args, loss_log = albert_args(albert_work, "fp16", "--fp16", "--fp16_opt_level", "O1")
     run = transplant_run(args, cwd=albert_migrated, env=EMULATOR_ENV, loss_log=loss_log, strict_cuda=True)
     assert run.returncode == 0, run.describe()
+    return run
+
+
+def test_fp16_trains_on_emulated_npu(albert_fp16: Run, albert_static: Run) -> None:
+    """--fp16 (apex amp in the original; native torch.amp after migration): finite, falling loss."""
+    run = albert_fp16
     assert set(run.field("device")) == {"npu:0"}
     assert len(run.losses) == ALBERT_STEPS
     assert_finite(run.losses)
@@ -252,3 +259,20 @@ def test_fp16_trains_on_emulated_npu(albert_migrated: Path, albert_work: Path, a
     # float16 autocast really ran: the losses are close to the float32 run's, not equal
     assert run.losses != albert_static.losses
     assert abs(run.losses[0] - albert_static.losses[0]) < 1e-2
+
+
+def test_auto_mode_fp16_rewrites_apex_at_import(albert_fp16: Run, albert_work: Path) -> None:
+    """The unmodified original with --fp16 under TRANSPLANT_AUTO=1: `from apex import amp` (apex is not
+    installed) is rewritten to native AMP as run_classifier.py is imported, and trains exactly like the
+    offline migration; the change log names the apex edits."""
+    args, loss_log = albert_args(albert_work, "auto_fp16", "--fp16", "--fp16_opt_level", "O1")
+    report = albert_work / "auto_fp16_changes.csv"
+    env = dict(EMULATOR_ENV, TRANSPLANT_AUTO="1", TRANSPLANT_AUTO_QUIET="1", TRANSPLANT_AUTO_REPORT=str(report))
+    run = transplant_run(args, cwd=ORIGINAL, env=env, loss_log=loss_log)
+    assert run.returncode == 0, run.describe()
+    assert set(run.field("device")) == {"npu:0"}
+    assert run.losses == albert_fp16.losses
+    rows = read_rows(report)
+    apex = {row["Rule"] for row in rows if row["File"] == "run_classifier.py"
+            and row["Message"].endswith("(auto mode, rewritten at import)")}
+    assert {"TP403", "TP404"} <= apex, rows

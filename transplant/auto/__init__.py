@@ -110,11 +110,47 @@ def _install_after_torch_import(_module) -> None:
 
 
 def _arm() -> None:
+    from . import _rewrite_hook
+
+    rewriting = _rewrite_hook.install(_rewrite_hook.default_roots())
+    if rewriting and _armed_by_environment():
+        command = _rewrite_hook.relaunch_target()
+        if command is not None:
+            _rewrite_hook.relaunch(command)  # does not return
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "cuda"):
         install()
     else:
         FINDER.register("torch", _install_after_torch_import)
+    if rewriting:
+        _take_over_entry_script(_rewrite_hook)
+
+
+def _armed_by_environment() -> bool:
+    import os
+
+    return os.environ.get("TRANSPLANT_AUTO") == "1"
+
+
+def _importer_frame():
+    """The frame executing ``import transplant.auto`` (importlib's frames skipped)."""
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_code.co_filename.startswith("<frozen") or frame.f_globals is globals()):
+        frame = frame.f_back
+    return frame
+
+
+def _take_over_entry_script(hook) -> None:
+    # `import transplant.auto` at the top of the entry script: the rest of the script runs rewritten
+    # (hook.rerun_entry_script), then the process ends as the script would have ended.
+    frame = _importer_frame()
+    if frame is None or frame.f_code.co_name != "<module>" or sys.flags.interactive:
+        return
+    main = sys.modules.get("__main__")
+    if main is None or frame.f_globals is not vars(main) or frame.f_globals.get("__name__") != "__main__":
+        return
+    if hook.rerun_entry_script(frame):
+        raise SystemExit(0)
 
 
 _arm()

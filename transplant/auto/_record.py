@@ -27,6 +27,7 @@ class Hit:
 
     api: str
     kind: str          # device | redirect | method | attribute | backend | amp | checkpoint | policy | unsupported
+    #                    | static (an edit the import hook's rewrite applied to the module's source)
     before: object
     after: object
     file: str
@@ -36,6 +37,8 @@ class Hit:
     rule: str = ""
     severity: str = "safe"
     message: str = ""
+    operation: str = "MODIFY"
+    end_line: int = 0
 
 
 HITS: dict[tuple, Hit] = {}
@@ -49,6 +52,17 @@ def record(api: str, kind: str, before: object, after: object, depth: int = 2, *
         file, line, column = user_site(sys._getframe(depth))
         rec = HITS[key] = Hit(api, kind, before, after, file, line, column, **extra)
     rec.count += 1
+
+
+def record_static(edits) -> None:
+    """Log the edits the import hook applied to a module (``transplant.auto._rewrite_hook.StaticEdit``),
+    once per process, as rows beside the runtime hits."""
+    for edit in edits:
+        key = ("static", edit.file, edit.line, edit.column, edit.rule, edit.before)
+        if key not in HITS:
+            HITS[key] = Hit(edit.rule, "static", edit.before, edit.after, edit.file, edit.line, edit.column, 1,
+                            rule=edit.rule, severity=edit.severity, message=edit.message,
+                            operation=edit.operation, end_line=edit.end_line)
 
 
 def user_site(frame) -> tuple[str, int, int]:
@@ -92,19 +106,22 @@ def rows(rule_ids: dict[str, str] | None = None) -> list[dict[str, str]]:
     out = []
     for hit in sorted(HITS.values(), key=lambda h: (h.file, h.line, h.column, h.api)):
         message = hit.message or _default_message(hit)
+        static = hit.kind == "static"
         out.append(
             {
                 "File": _relative(hit.file),
                 "Start Line": str(hit.line),
-                "End Line": str(hit.line),
-                "Operation Type": "MODIFY",
-                "Message": f"{message} (auto mode, {hit.count} call{'s' if hit.count != 1 else ''})",
+                "End Line": str(hit.end_line or hit.line),
+                "Operation Type": hit.operation,
+                "Message": f"{message} (auto mode, rewritten at import)" if static
+                else f"{message} (auto mode, {hit.count} call{'s' if hit.count != 1 else ''})",
                 "Column": str(hit.column),
                 "Rule": hit.rule or rule_ids.get(hit.api, "") or rule_ids.get(f"kind:{hit.kind}", ""),
                 "Severity": hit.severity,
-                "Before": _text(hit.before),
-                "After": _text(hit.after),
-                "Count": str(hit.count),
+                # a static row holds the source text itself, as change_list.csv does
+                "Before": hit.before if static else _text(hit.before),
+                "After": hit.after if static else _text(hit.after),
+                "Count": "" if static else str(hit.count),
             }
         )
     return out
