@@ -40,7 +40,9 @@ def _default_jobs() -> int:
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit: refusals must be readable at a glance."""
-    click.echo(f"transplant: error: {message}", err=True)
+    from transplant.display import one_line
+
+    click.echo(f"transplant: error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -48,7 +50,9 @@ class _EchoHandler(logging.Handler):
     """Library warnings (unparseable files, ...) to the current stderr, one line each."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"transplant: {record.levelname.lower()}: {record.getMessage()}", err=True)
+        from transplant.display import one_line
+
+        click.echo(f"transplant: {record.levelname.lower()}: {one_line(record.getMessage())}", err=True)
 
 
 @contextmanager
@@ -188,6 +192,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                     quiet: bool) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
+    from transplant.display import one_line
     from transplant.report import summary_lines, unified_diff, write_reports
     from transplant.results import FileResult, Status
     from transplant.rules import RuleFileError
@@ -241,15 +246,16 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     if check and not quiet:
         for result in migration.results:
             if result.status is Status.CHANGED:
-                click.echo(f"transplant: would change {result.path} ({len(result.changes)} edit(s))", err=True)
+                click.echo(f"transplant: would change {one_line(result.path)} ({len(result.changes)} edit(s))",
+                           err=True)
             if result.unsupported:
-                click.echo(f"transplant: {result.path}: {len(result.unsupported)} unsupported API use(s)",
+                click.echo(f"transplant: {one_line(result.path)}: {len(result.unsupported)} unsupported API use(s)",
                            err=True)
     if not quiet:
         for line in summary_lines(migration):
             click.echo(f"transplant: {line}", err=True)
         if write:
-            click.echo(f"transplant: wrote {out}", err=True)
+            click.echo(f"transplant: wrote {one_line(str(out))}", err=True)
     if check:
         tally = migration.tally
         if tally.changed or tally.unsupported or tally.failed:
