@@ -11,8 +11,9 @@ Safety:
 * Every write goes to a temporary file in the destination folder, renamed into place with
   :func:`os.replace`; an interrupted run leaves complete files and no temporaries.
 
-Symlinks in SRC are never followed. A *relative* link whose target lies inside SRC is reproduced as
-the same link in OUT (it then points at the migrated copy); any other link (absolute, leaving SRC,
+Symlinks in SRC are never followed. A *relative* link whose target lies inside SRC is reproduced in
+OUT pointing at the migrated copy (the same text, unless that text climbs out of SRC and back in:
+then the relative path from the link to its target); any other link (absolute, leaving SRC,
 dangling) is not reproduced and is listed as skipped with the reason.
 """
 
@@ -254,7 +255,21 @@ def _link_entry(link: Path, rel: str, root_real: Path) -> _Entry:
         return _Entry(rel, "link", skip_reason=f"dangling or looping symlink -> {text} (not reproduced)")
     if not _within(target, root_real):
         return _Entry(rel, "link", skip_reason=f"symlink leaves SRC -> {text} (not reproduced)")
-    return _Entry(rel, "link", link_target=text)
+    return _Entry(rel, "link", link_target=_link_text_in_out(link, text, target, root_real))
+
+
+def _link_text_in_out(link: Path, text: str, target: Path, root_real: Path) -> str:
+    """The link text that points at the *migrated* copy of ``target`` once the link is in OUT.
+
+    A text that stays inside the tree as written (``train.py``, ``../models/net.py``) is kept. One that
+    reaches the target by climbing out of SRC and back in (``../src/train.py``) would point at SRC
+    from OUT: it becomes the relative path from the link's folder to the target.
+    """
+    folder = link.parent.resolve().relative_to(root_real)
+    lexical = os.path.normpath(os.path.join(folder.as_posix(), text))
+    if lexical != ".." and not lexical.startswith("../"):
+        return text
+    return os.path.relpath(target.relative_to(root_real).as_posix() or ".", folder.as_posix() or ".")
 
 
 # ---------------------------------------------------------------------------------------------------
