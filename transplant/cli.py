@@ -4,8 +4,8 @@
 ``transplant run script.py [args...]`` runs a script on the emulated NPU.
 
 Exit codes: 0 done; 1 ``--check`` found something to change, an unsupported use or an unparseable
-file (or an I/O error stopped the run); 2 usage error or refusal (bad paths, bad rule file);
-130 interrupted.
+file; 2 usage error or refusal (bad paths, bad rule file, OUT locked by another run); 3 an I/O error
+(disk full, permission) stopped the run; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from transplant import __version__
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+EXIT_IO = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -126,7 +127,7 @@ nothing to change are copied byte for byte, and SRC is never written. OUT also r
 change_list.csv, unsupported_api.csv, cuda_op_list.csv, transplant_report.json, transplant.log and
 run_distributed_npu.sh (a torchrun launcher).
 
-Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 130 interrupted.
+Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error; 130 interrupted.
 """
 
 
@@ -240,8 +241,8 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     except BrokenProcessPool as exc:
         _fail(f"a worker process died ({exc}); OUT is incomplete", EXIT_CHECK_FAILED)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        _fail(f"{exc.strerror or exc}{where}", EXIT_CHECK_FAILED)
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"I/O error{where}: {exc.strerror or exc}; OUT is incomplete (every file in it is whole)", EXIT_IO)
 
     if check and not quiet:
         for result in migration.results:
