@@ -63,6 +63,7 @@ class RuleConfig:
     ignore: tuple[str, ...] = ()
     amp: str | None = None
     npu_fused_optimizers: bool = False
+    trust_pickles: bool = False
 
     def load(self) -> Any:
         """Load and validate the rule set (raises ``transplant.rules.RuleFileError``)."""
@@ -72,7 +73,8 @@ class RuleConfig:
             extra_files=self.extra_files,
             select=self.select,
             ignore=self.ignore,
-            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers},
+            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers,
+                     "trust_pickles": self.trust_pickles},
         )
         _refuse_unknown_kinds(ruleset)
         return ruleset

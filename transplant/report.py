@@ -167,6 +167,7 @@ def _options(migration: Migration) -> dict[str, object]:
         "exclude": list(options.exclude),
         "amp": options.rules.amp,
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
+        "trust_pickles": options.rules.trust_pickles,
         "entry": options.entry,
     }
 

@@ -24,6 +24,7 @@ from transplant.rules.model import (
     EnvVarRule,
     ImportRule,
     MethodRule,
+    PickleLoadRule,
     RenameRule,
     Rule,
     StructuralRule,
@@ -34,13 +35,13 @@ from transplant.rules.model import (
 )
 
 __all__ = [
-    "ArgumentsRule", "BackendRule", "DeviceRule", "EnvVarRule", "ImportRule", "MethodRule", "RenameRule",
+    "ArgumentsRule", "BackendRule", "DeviceRule", "EnvVarRule", "ImportRule", "MethodRule", "PickleLoadRule", "RenameRule",
     "Rule", "RuleFileError", "RuleSet", "StructuralRule", "TensorTypeRule", "UnsupportedRule",
     "bundled_rule_files", "load_ruleset", "DEFAULT_OPTIONS",
 ]
 
 # Options that reach rule kinds (see prompts/rules_format.md): set from the CLI.
-DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False}
+DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False, "trust_pickles": False}
 
 
 class RuleFileError(Exception):
