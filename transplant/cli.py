@@ -4,8 +4,8 @@
 ``transplant run script.py [args...]`` runs a script on the emulated NPU.
 
 Exit codes: 0 done; 1 ``--check`` found something to change, an unsupported use or an unparseable
-file (or an I/O error stopped the run); 2 usage error or refusal (bad paths, bad rule file);
-130 interrupted.
+file; 2 usage error or refusal (bad paths, bad rule file, OUT locked by another run); 3 an I/O error
+(disk full, permission) stopped the run; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from transplant import __version__
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+EXIT_IO = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -40,7 +41,9 @@ def _default_jobs() -> int:
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit: refusals must be readable at a glance."""
-    click.echo(f"transplant: error: {message}", err=True)
+    from transplant.display import one_line
+
+    click.echo(f"transplant: error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -48,7 +51,9 @@ class _EchoHandler(logging.Handler):
     """Library warnings (unparseable files, ...) to the current stderr, one line each."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"transplant: {record.levelname.lower()}: {record.getMessage()}", err=True)
+        from transplant.display import one_line
+
+        click.echo(f"transplant: {record.levelname.lower()}: {one_line(record.getMessage())}", err=True)
 
 
 @contextmanager
@@ -122,7 +127,7 @@ nothing to change are copied byte for byte, and SRC is never written. OUT also r
 change_list.csv, unsupported_api.csv, cuda_op_list.csv, transplant_report.json, transplant.log and
 run_distributed_npu.sh (a torchrun launcher).
 
-Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 130 interrupted.
+Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error; 130 interrupted.
 """
 
 
@@ -160,13 +165,16 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 130 interrup
               help="Replace torch/apex optimizers with torch_npu's fused NPU optimizers where equivalent.")
 @click.option("--no-cross-file", "no_cross_file", is_flag=True,
               help="Follow device and backend values within each file only (no project index).")
+@click.option("--trust-pickles", is_flag=True,
+              help="Add weights_only=False to torch.load calls that may unpickle Python objects (only for "
+                   "checkpoints from trusted sources; see transplant rules TP171).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
 def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tuple[Path, ...],
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-        no_cross_file: bool, quiet: bool) -> None:
+        no_cross_file: bool, trust_pickles: bool, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -179,7 +187,8 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
     code = migrate_command(
         src=src, out=out, rule_files=rule_files, select=select, ignore=ignore, exclude=exclude, diff=diff,
         check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
-        npu_fused_optimizers=npu_fused_optimizers, quiet=quiet, cross_file=not no_cross_file,
+        npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles, quiet=quiet,
+        cross_file=not no_cross_file,
     )
     sys.exit(code)
 
@@ -187,16 +196,17 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
 def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...], select: tuple[str, ...],
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-                    quiet: bool, cross_file: bool = True) -> int:
+                    quiet: bool, trust_pickles: bool = False, cross_file: bool = True) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
+    from transplant.display import one_line
     from transplant.report import summary_lines, unified_diff, write_reports
     from transplant.results import FileResult, Status
     from transplant.rules import RuleFileError
 
     write = not (diff or check)
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
-                        amp=amp, npu_fused_optimizers=npu_fused_optimizers)
+                        amp=amp, npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
                                write=write, force=force, entry=entry, cross_file=cross_file)
     try:
@@ -237,21 +247,22 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     except BrokenProcessPool as exc:
         _fail(f"a worker process died ({exc}); OUT is incomplete", EXIT_CHECK_FAILED)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        _fail(f"{exc.strerror or exc}{where}", EXIT_CHECK_FAILED)
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"I/O error{where}: {exc.strerror or exc}; OUT is incomplete (every file in it is whole)", EXIT_IO)
 
     if check and not quiet:
         for result in migration.results:
             if result.status is Status.CHANGED:
-                click.echo(f"transplant: would change {result.path} ({len(result.changes)} edit(s))", err=True)
+                click.echo(f"transplant: would change {one_line(result.path)} ({len(result.changes)} edit(s))",
+                           err=True)
             if result.unsupported:
-                click.echo(f"transplant: {result.path}: {len(result.unsupported)} unsupported API use(s)",
+                click.echo(f"transplant: {one_line(result.path)}: {len(result.unsupported)} unsupported API use(s)",
                            err=True)
     if not quiet:
         for line in summary_lines(migration):
             click.echo(f"transplant: {line}", err=True)
         if write:
-            click.echo(f"transplant: wrote {out}", err=True)
+            click.echo(f"transplant: wrote {one_line(str(out))}", err=True)
     if check:
         tally = migration.tally
         if tally.changed or tally.unsupported or tally.failed:

@@ -11,8 +11,9 @@ Safety:
 * Every write goes to a temporary file in the destination folder, renamed into place with
   :func:`os.replace`; an interrupted run leaves complete files and no temporaries.
 
-Symlinks in SRC are never followed. A *relative* link whose target lies inside SRC is reproduced as
-the same link in OUT (it then points at the migrated copy); any other link (absolute, leaving SRC,
+Symlinks in SRC are never followed. A *relative* link whose target lies inside SRC is reproduced in
+OUT pointing at the migrated copy (the same text, unless that text climbs out of SRC and back in:
+then the relative path from the link to its target); any other link (absolute, leaving SRC,
 dangling) is not reproduced and is listed as skipped with the reason.
 """
 
@@ -31,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transplant.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_path
+from transplant.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_path, atomic_symlink
 from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candidate, write_launch_script
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
+from transplant.outlock import OutLocked, locked_out
 from transplant.results import FileResult, Status
 
 log = logging.getLogger(__name__)
@@ -48,9 +50,6 @@ REPORT_NAMES = (
 )
 RESERVED_NAMES = frozenset(REPORT_NAMES + (LAUNCH_SCRIPT_NAME,))
 
-# Temporary files are named so that they are recognisable (and ignored by a later run's mirror).
-
-
 class MigrationError(Exception):
     """A refusal to start (bad paths, bad options). The message is one line, meant for the user."""
 
@@ -64,6 +63,7 @@ class RuleConfig:
     ignore: tuple[str, ...] = ()
     amp: str | None = None
     npu_fused_optimizers: bool = False
+    trust_pickles: bool = False
 
     def load(self) -> Any:
         """Load and validate the rule set (raises ``transplant.rules.RuleFileError``)."""
@@ -73,7 +73,8 @@ class RuleConfig:
             extra_files=self.extra_files,
             select=self.select,
             ignore=self.ignore,
-            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers},
+            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers,
+                     "trust_pickles": self.trust_pickles},
         )
         _refuse_unknown_kinds(ruleset)
         return ruleset
@@ -255,7 +256,21 @@ def _link_entry(link: Path, rel: str, root_real: Path) -> _Entry:
         return _Entry(rel, "link", skip_reason=f"dangling or looping symlink -> {text} (not reproduced)")
     if not _within(target, root_real):
         return _Entry(rel, "link", skip_reason=f"symlink leaves SRC -> {text} (not reproduced)")
-    return _Entry(rel, "link", link_target=text)
+    return _Entry(rel, "link", link_target=_link_text_in_out(link, text, target, root_real))
+
+
+def _link_text_in_out(link: Path, text: str, target: Path, root_real: Path) -> str:
+    """The link text that points at the *migrated* copy of ``target`` once the link is in OUT.
+
+    A text that stays inside the tree as written (``train.py``, ``../models/net.py``) is kept. One that
+    reaches the target by climbing out of SRC and back in (``../src/train.py``) would point at SRC
+    from OUT: it becomes the relative path from the link's folder to the target.
+    """
+    folder = link.parent.resolve().relative_to(root_real)
+    lexical = os.path.normpath(os.path.join(folder.as_posix(), text))
+    if lexical != ".." and not lexical.startswith("../"):
+        return text
+    return os.path.relpath(target.relative_to(root_real).as_posix() or ".", folder.as_posix() or ".")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -275,17 +290,6 @@ def _atomic_write(target: Path, data: bytes | None = None, *, copy_from: Path | 
                 handle.write(data or b"")
 
 
-def _atomic_symlink(target: Path, link_text: str) -> None:
-    tmp = target.parent / f"{TEMP_PREFIX}{target.name}{TEMP_SUFFIX}"
-    tmp.unlink(missing_ok=True)
-    os.symlink(link_text, tmp)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _prepare_out_dirs(out: Path, dirs: list[str], out_existed: bool) -> None:
     """Create OUT's folders; refuse to write through a symlink already present in OUT."""
     if out_existed:  # check everything before creating anything
@@ -298,11 +302,6 @@ def _prepare_out_dirs(out: Path, dirs: list[str], out_existed: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for rel in dirs:
         (out / rel).mkdir(exist_ok=True)
-    if out_existed:  # temporaries of a run that was killed outright (SIGKILL) into this OUT
-        for folder in [out, *(out / rel for rel in dirs)]:
-            for leftover in folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
-                if leftover.is_file() or leftover.is_symlink():
-                    leftover.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -429,8 +428,38 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     ``on_start(n)`` is called with the number of Python files once the tree is walked, ``on_file`` after
     each Python file. Raises :class:`MigrationError` for refusals (before anything is written).
     """
+    check_paths(options.src, options.out, force=options.force, write=options.write)
+    if options.entry:
+        resolve_entry(options.entry, options.src)  # refused before OUT is created
+    if not options.write:
+        return _migrate(options, ruleset, on_file, on_start)
+    out = options.out
+    assert out is not None
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with locked_out(out):
+            if created or options.force:
+                return _migrate(options, ruleset, on_file, on_start)
+            # Checked again under the lock: a concurrent run may have filled OUT since check_paths.
+            check_paths(options.src, out, force=False, write=True)
+            return _migrate(options, ruleset, on_file, on_start)
+    except OutLocked:
+        if created:
+            _remove_if_empty(out)
+        raise MigrationError(f"another transplant run is writing into OUT: {out} (wait for it to finish)") from None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (or gone): leave it
+
+
+def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileResult], None] | None,
+             on_start: Callable[[int], None] | None) -> Migration:
     src, out, write = options.src, options.out, options.write
-    check_paths(src, out, force=options.force, write=write)
     entry = resolve_entry(options.entry, src) if options.entry else None
     if ruleset is None:
         ruleset = options.rules.load()
@@ -539,7 +568,7 @@ def _copy_other(item: _Entry, src_root: Path, out: Path | None) -> list[NativeOp
     source = src_root / item.rel
     if item.kind == "link":
         if out is not None:
-            _atomic_symlink(out / item.rel, item.link_target)
+            atomic_symlink(out / item.rel, item.link_target)
         return []
     ops: list[NativeOp] = []
     if item.rel.lower().endswith(NATIVE_SUFFIXES):

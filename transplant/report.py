@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from transplant import __version__
 from transplant.atomic import atomic_path
+from transplant.display import one_line
 from transplant.results import FileResult, Status
 
 if TYPE_CHECKING:  # report reads migrate's records; it never drives a migration
@@ -68,7 +69,9 @@ def _frame(rows: list[list[object]], columns: list[str], integers: list[str]) ->
     # written should not carry it.
     import pandas as pd
 
-    rows = [[_clean(value) if isinstance(value, str) else value for value in row] for row in rows]
+    # The first column is a file name: shown on one line (a newline in a name must not look like a row).
+    rows = [[one_line(value) if i == 0 and isinstance(value, str) else _clean(value) if isinstance(value, str)
+             else value for i, value in enumerate(row)] for row in rows]
     frame = pd.DataFrame(rows, columns=columns)
     for column in integers:
         frame[column] = frame[column].astype("int64")
@@ -164,6 +167,7 @@ def _options(migration: Migration) -> dict[str, object]:
         "exclude": list(options.exclude),
         "amp": options.rules.amp,
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
+        "trust_pickles": options.rules.trust_pickles,
         "entry": options.entry,
     }
 
@@ -202,7 +206,8 @@ def render_log(migration: Migration) -> str:
     if migration.entry:
         lines.append(f"launcher entry script: {migration.entry}")
     lines.append("tally: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(migration.tally).items()))
-    return "\n".join(_clean(line) for line in lines) + "\n"
+    # One line per entry, whatever the file names hold (a newline in a name must not forge an entry).
+    return "\n".join(one_line(line) for line in lines) + "\n"
 
 
 def summary_lines(migration: Migration) -> list[str]:
@@ -220,15 +225,21 @@ def unified_diff(result: FileResult, original: bytes) -> bytes:
     """A ``git diff``-style unified diff of one rewritten file, in the file's own bytes."""
     if result.new_source is None:
         return b""
-    path = result.path.encode("utf-8", "surrogateescape")
+    shown = one_line(result.path)
+    if shown == result.path:
+        path = result.path.encode("utf-8", "surrogateescape")
+        old, new = b"a/" + path, b"b/" + path
+    else:  # as git does: a name that needs escapes is shown C-quoted, so it cannot forge diff lines
+        quoted = shown.replace('"', '\\"').encode("utf-8")
+        old, new = b'"a/' + quoted + b'"', b'"b/' + quoted + b'"'
     return b"".join(
         _ensure_newline(line)
         for line in difflib.diff_bytes(
             difflib.unified_diff,
             original.splitlines(keepends=True),
             result.new_source.splitlines(keepends=True),
-            b"a/" + path,
-            b"b/" + path,
+            old,
+            new,
         )
     )
 

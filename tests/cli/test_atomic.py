@@ -72,8 +72,10 @@ def test_exception_at_rename_leaves_no_temporary(invoke, tmp_path: Path, monkeyp
     monkeypatch.setattr(os, "replace", flaky_replace)
     out = tmp_path / "out"
     result = invoke("-i", src, "-o", out, "-j", "1")
-    assert result.exit_code == 1
-    assert len(result.stderr.strip().splitlines()) == 1 and "No space left on device" in result.stderr
+    assert result.exit_code == 3  # I/O errors have their own exit code, distinct from --check's 1
+    assert result.stderr.strip().splitlines() == [
+        f"transplant: error: I/O error: {out / 'm3.py'}: No space left on device; OUT is incomplete "
+        "(every file in it is whole)"]
     assert temporaries(out) == []
     assert len(list(out.glob("m*.py"))) == 3
     assert_whole(src, out)
@@ -109,12 +111,79 @@ def test_killed_run_leaves_whole_files(tmp_path: Path, sig: signal.Signals) -> N
     assert len([p for p in out.rglob("*") if p.is_file()]) < len(files)  # it really was cut short
 
 
-def test_force_run_removes_leftovers_of_a_killed_run(invoke, tmp_path: Path) -> None:
+def test_force_run_deletes_no_file_it_did_not_create(invoke, tmp_path: Path) -> None:
+    # Files named like our temporaries may be the user's own (or another run's): never ours to delete.
     src = write_tree(tmp_path / "src", {"pkg/a.py": UTILS_PY})
-    out = write_tree(tmp_path / "out", {"pkg/.transplant-abc123.tmp": b"half a fi",
-                                        ".transplant-x.tmp": b"", "pkg/user.tmp": b"not ours"})
+    mine = {"pkg/.transplant-abc123.tmp": b"half a fi", ".transplant-x.tmp": b"", "pkg/user.tmp": b"not ours"}
+    out = write_tree(tmp_path / "out", mine)
     assert invoke("-i", src, "-o", out, "--force").exit_code == 0
-    assert temporaries(out) == [out / "pkg" / "user.tmp"]
+    assert sorted(temporaries(out)) == sorted(out / rel for rel in mine)
+    assert all((out / rel).read_bytes() == data for rel, data in mine.items())
+
+
+def test_disk_full_names_the_file_and_exits_3(tmp_path: Path) -> None:
+    # A real write error, not a mock: the file-size limit makes the kernel refuse the big copy (EFBIG),
+    # as a full disk refuses it with ENOSPC.
+    import resource
+
+    src = write_tree(tmp_path / "src", {"a.py": UTILS_PY, "data/big.bin": os.urandom(4 << 20), "z.txt": b"z"})
+    out = tmp_path / "out"
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([PYTHON, "-m", "transplant", "-i", str(src), "-o", str(out), "-j", "1"],
+                          capture_output=True, env=env, cwd=tmp_path, preexec_fn=limit, timeout=120)
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.decode().strip().splitlines()
+    assert lines == [f"transplant: error: I/O error: {out / 'data' / 'big.bin'}: File too large; OUT is "
+                     "incomplete (every file in it is whole)"], done.stderr
+    assert temporaries(out) == []
+    assert not (out / "data" / "big.bin").exists()
+    assert_whole(src, out)
+
+
+@pytest.mark.slow
+def test_concurrent_force_runs_into_one_out(tmp_path: Path) -> None:
+    files = {f"pkg{i % 5}/mod{i}.py": UTILS_PY * 30 for i in range(150)}
+    files.update({f"data/blob{i}.bin": os.urandom(1 << 18) for i in range(20)})
+    src = write_tree(tmp_path / "src", files)
+    out = write_tree(tmp_path / "out", {".transplant-mine.tmp": b"the user's"})
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runs = [subprocess.Popen([PYTHON, "-m", "transplant", "-i", str(src), "-o", str(out), "--force", "-j", "1",
+                              "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+            for _ in range(3)]
+    outcomes = [(run.wait(timeout=300), run.stderr.read().decode()) for run in runs]
+    for run in runs:
+        run.stdout.close(), run.stderr.close()
+    assert 0 in [code for code, _ in outcomes], outcomes
+    for code, stderr in outcomes:
+        if code == 0:
+            assert stderr == ""
+        else:  # refused at once, one line, nothing touched
+            assert code == 2, outcomes
+            assert stderr == f"transplant: error: another transplant run is writing into OUT: {out} " \
+                             "(wait for it to finish)\n"
+    assert temporaries(out) == [out / ".transplant-mine.tmp"]
+    assert (out / ".transplant-mine.tmp").read_bytes() == b"the user's"
+    assert_whole(src, out)
+    assert all((out / rel).exists() for rel in files)
+
+
+def test_run_into_a_locked_out_is_refused(invoke, project: Path, tmp_path: Path) -> None:
+    from transplant.outlock import locked_out
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with locked_out(out):
+        result = invoke("-i", project, "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr == f"transplant: error: another transplant run is writing into OUT: {out} " \
+                            "(wait for it to finish)\n"
+    assert list(out.iterdir()) == []
+    assert invoke("-i", project, "-o", out).exit_code == 0  # released with the block
 
 
 def test_leftovers_in_src_are_not_copied(invoke, tmp_path: Path) -> None:

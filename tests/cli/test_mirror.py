@@ -237,3 +237,19 @@ def test_excluded_symlinks(invoke, project: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert os.readlink(out / "alias.py") == "train.py"  # excluded: reproduced as it is
     assert not (out / "abs.py").is_symlink()
+
+
+def test_symlink_through_src_name_points_at_migrated_copy(invoke, project: Path, tmp_path: Path) -> None:
+    # `../src/train.py` from inside SRC reaches SRC's own file; reproduced as written, the link in OUT
+    # would read the unmigrated original.
+    (project / "alias.py").symlink_to(Path("..") / project.name / "train.py")
+    (project / "models" / "up.py").symlink_to(Path("..") / ".." / project.name / "models" / "utils.py")
+    (project / "models" / "pkg").symlink_to(Path("..") / ".." / project.name / "models")
+    out = tmp_path / "out"
+    result = invoke("-i", project, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert os.readlink(out / "alias.py") == "train.py"
+    assert os.readlink(out / "models" / "up.py") == "utils.py"
+    assert os.readlink(out / "models" / "pkg") == "."
+    assert (out / "alias.py").resolve() == (out / "train.py").resolve()
+    assert (out / "alias.py").read_bytes() == (out / "train.py").read_bytes() != (project / "train.py").read_bytes()

@@ -137,3 +137,19 @@ def test_symlink_in_out_is_not_written_through(invoke, project: Path, tmp_path: 
     (out / "models").symlink_to(elsewhere)
     assert_refused(invoke("-i", project, "-o", out, "--force"), "symlink")
     assert tree_bytes(elsewhere) == {"x.txt": b"x"}
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 5000 + "]" * 5000,                                        # deeper than the JSON decoder recurses
+    '{"rules": [{"id": "TP999", "kind": "rename", "message": "m", "map": '
+    + '{"a": ' * 500 + "1" + "}" * 500 + "}]}",                    # parses, but no rule file is that deep
+    '{"rules": [' + "9" * 5000 + "]}",                             # an integer Python will not convert
+])
+def test_pathological_rule_file_is_one_line(invoke, project: Path, tmp_path: Path, text: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    result = invoke("-i", project, "-o", tmp_path / "out", "-r", bad)
+    assert_refused(result, f"bad rule file: {bad}: ")
+    assert not (tmp_path / "out").exists()
+    listing = invoke("rules", "-r", bad)
+    assert_refused(listing, f"bad rule file: {bad}: ")

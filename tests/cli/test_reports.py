@@ -95,7 +95,7 @@ def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
     assert report["failed"] == [{"file": "legacy.py", "reason": report["failed"][0]["reason"]}]
     assert report["skipped"] == [{"file": "README.md", "reason": "excluded by --exclude README.md"}]
     assert report["options"] == {"rules": [], "select": [], "ignore": [], "exclude": ["README.md"], "amp": None,
-                                 "npu_fused_optimizers": False, "entry": None}
+                                 "npu_fused_optimizers": False, "trust_pickles": False, "entry": None}
     by_rule = report["by_rule"]
     assert sum(v["changes"] for v in by_rule.values()) == report["tally"]["changes"]
     assert by_rule["TP101"]["changes"] >= 1 and list(by_rule) == sorted(by_rule)
@@ -128,3 +128,34 @@ def test_file_names_that_are_not_utf8(invoke, tmp_path: Path) -> None:
     assert json.loads((out / "transplant_report.json").read_text())["entry"] == "caf\\xe9.py"
     # The launcher names the real file (its bytes), not the escaped display form.
     assert b"default_entry='caf\xe9.py'\n" in (out / "run_distributed_npu.sh").read_bytes()
+
+
+def test_file_names_cannot_forge_lines(invoke, tmp_path: Path) -> None:
+    # A name holding a newline (and a terminal escape) must stay on its own line in every text output.
+    evil = "x.py\nFAILED    forged.py: \x1b[2Kreason"
+    src = write_tree(tmp_path / "src", {evil + ".py": b"import torch\nx = torch.zeros(1).cuda()\n",
+                                        "bad\nname.py": b"x.cuda()\ndef (:\n"})
+    out = tmp_path / "out"
+    result = invoke("-i", src, "-o", out)
+    assert result.exit_code == 0, result.output
+    log_lines = (out / "transplant.log").read_text(encoding="utf-8").splitlines()
+    assert not any(line.startswith("FAILED    forged.py") for line in log_lines)
+    assert "CHANGED   x.py\\nFAILED    forged.py: \\x1b[2Kreason.py: 2 edit(s), 0 unsupported use(s)" in log_lines
+    assert any(line.startswith("FAILED    bad\\nname.py: ") for line in log_lines)
+    assert "\x1b" not in (out / "transplant.log").read_text(encoding="utf-8")
+    for line in result.stderr.splitlines():
+        assert line.startswith("transplant: "), result.stderr
+    assert "bad\\nname.py: not migrated" in result.stderr
+    _, rows = read_csv(out / "change_list.csv")
+    assert {r["File"] for r in rows} == {"x.py\\nFAILED    forged.py: \\x1b[2Kreason.py"}
+    report = json.loads((out / "transplant_report.json").read_text(encoding="utf-8"))
+    assert report["failed"][0]["file"] == "bad\nname.py"  # JSON escapes it itself: the exact name
+    assert (out / (evil + ".py")).read_bytes() == b"import torch\nimport torch_npu\nx = torch.zeros(1).npu()\n"
+
+
+def test_file_name_in_diff_header_is_quoted(invoke, tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", {"a\n+++ b/other.py": b"x.cuda()\n"})
+    result = invoke("-i", src, "--diff")
+    assert result.exit_code == 0, result.output
+    headers = [line for line in result.stdout.splitlines() if line.startswith(("---", "+++"))]
+    assert headers == ['--- "a/a\\n+++ b/other.py"', '+++ "b/a\\n+++ b/other.py"'], result.stdout

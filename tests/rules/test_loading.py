@@ -28,7 +28,7 @@ def test_bundled_sets_load_and_are_typed() -> None:
     assert isinstance(rs.get("TP120"), MethodRule)
     assert isinstance(rs.get("TP130"), DeviceRule)
     assert len({r.id for r in rs.rules}) == len(rs.rules)
-    assert rs.options == {"amp": None, "npu_fused_optimizers": False}
+    assert rs.options == {"amp": None, "npu_fused_optimizers": False, "trust_pickles": False}
 
 
 def test_rules_behind_an_option_are_listed_but_inert() -> None:

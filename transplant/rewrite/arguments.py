@@ -5,6 +5,10 @@ rule's ordered ``params``), then keyword renames, drops, and finally additions. 
 only when absent (by keyword or by position); a call that passes ``*args``/``**kwargs`` cannot be
 checked, so it gets an unsupported row instead of a possibly duplicate keyword.
 
+The ``pickle_load`` kind (``torch.load`` and ``weights_only``) is handled here too, on the same calls:
+it decides first whether the call can only load weights; if not, it either adds the keyword (when the
+run option allows) or reports the call and keeps the rules it ``holds`` from editing it.
+
 A rule's ``callable`` is matched against the call's qualified name as written in the original file
 *and* against that name after renaming, so a ``rename`` and an ``arguments`` rule compose on the same
 call (``torch.cuda.amp.GradScaler()`` -> ``torch.amp.GradScaler('npu')``): the rename edits the callee
@@ -19,7 +23,7 @@ from typing import Optional, Sequence
 import libcst as cst
 
 from transplant.rewrite.context import FileContext
-from transplant.rules import ArgumentsRule
+from transplant.rules import ArgumentsRule, PickleLoadRule
 
 _NO_SPACE = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
 
@@ -115,9 +119,12 @@ class ArgumentRules:
         self.ctx = ctx
         self.index = index
         self.by_callable: dict[str, list[ArgumentsRule]] = {}
+        self.pickle_loads: dict[str, list[PickleLoadRule]] = {}
         for rule in ctx.ruleset:
             if isinstance(rule, ArgumentsRule):
                 self.by_callable.setdefault(rule.callable, []).append(rule)
+            elif isinstance(rule, PickleLoadRule):
+                self.pickle_loads.setdefault(rule.callable, []).append(rule)
 
     def _rules_for(self, qual: Optional[str]) -> list[ArgumentsRule]:
         if qual is None or not self.by_callable:
@@ -129,7 +136,15 @@ class ArgumentRules:
         return rules
 
     def call(self, node: cst.Call, stack: Sequence[cst.CSTNode], qual: Optional[str]) -> None:
-        for rule in self._rules_for(qual):
+        held: set[str] = set()
+        trusted: list[ArgumentsRule] = []
+        for pickle_rule in self.pickle_loads.get(qual or "", ()):
+            verdict = self._pickle_load(node, stack, pickle_rule)
+            if verdict is _HOLD:
+                held.update(pickle_rule.holds)
+            elif verdict is not None:
+                trusted.append(verdict)
+        for rule in [*(r for r in self._rules_for(qual) if r.id not in held), *trusted]:
             plan = _Plan(rule, node.args)
             if plan.blocked_add:
                 self.ctx.record_unsupported(
@@ -144,6 +159,24 @@ class ArgumentRules:
             after = self.ctx.module.code_for_node(node.with_changes(
                 args=apply_rule(rule, node.args, node.whitespace_before_args)))
             self.ctx.record_change(node, rule, rule.message, before=_short(before), after=_short(after))
+            if any(_names_torch(rule.add[n]) for n in plan.to_add):
+                self.ctx.add_import("torch", rule)  # the added expression spells `torch.`
+
+    def _pickle_load(self, node: cst.Call, stack: Sequence[cst.CSTNode],
+                     rule: PickleLoadRule) -> Optional[object]:
+        """None: nothing to do; ``_HOLD``: reported, leave the call alone; else the rule adding the keyword."""
+        if any(a.star for a in node.args) or any(a.keyword is not None and a.keyword.value == rule.keyword
+                                                for a in node.args):
+            return None  # the caller decided (or **kwargs may carry it: cannot tell)
+        if _loads_only_weights(node, stack, rule.weights_consumers):
+            return None
+        if self.ctx.options.get(rule.option):
+            return ArgumentsRule(id=rule.id, kind=rule.kind, severity=rule.severity, message=rule.message,
+                                 tip=rule.tip, needs_torch_npu=rule.needs_torch_npu, source=rule.source,
+                                 callable=rule.callable, params=rule.params, add={rule.keyword: rule.value})
+        self.ctx.record_unsupported(node, rule, f"{_short(self.ctx.code(node), 80)} (may unpickle objects)",
+                                    rule.tip)
+        return _HOLD
 
     def decorator(self, node: cst.Decorator, stack: Sequence[cst.CSTNode]) -> None:
         expr = node.decorator
@@ -163,6 +196,67 @@ class ArgumentRules:
             after = self.ctx.module.code_for_node(cst.Call(func=expr, args=args))
             self.ctx.record_change(expr, rule, rule.message, before=before, after=after)
             return
+
+
+_HOLD = object()
+
+
+def _names_torch(expression: str) -> bool:
+    return "torch." in expression
+
+
+def _loads_only_weights(node: cst.Call, stack: Sequence[cst.CSTNode], consumers: frozenset[str]) -> bool:
+    """Whether the loaded object can only be weights: the call is passed straight to a consumer
+    (``model.load_state_dict(torch.load(f))``), or it is assigned to a name whose every other use in
+    the same function is such an argument (``sd = torch.load(f); model.load_state_dict(sd)``)."""
+    parent = stack[-1] if stack else None
+    if isinstance(parent, cst.Arg) and len(stack) >= 2 and _is_consumer_call(stack[-2], parent, consumers):
+        return True
+    if not (isinstance(parent, cst.Assign) and parent.value is node and len(parent.targets) == 1
+            and isinstance(parent.targets[0].target, cst.Name)):
+        return False
+    name = parent.targets[0].target.value
+    scope = next((n for n in reversed(stack) if isinstance(n, (cst.FunctionDef, cst.Module))), None)
+    if scope is None:
+        return False
+    uses = _UsesOf(name, parent.targets[0].target, consumers)
+    scope.visit(uses)
+    return uses.consumed and not uses.other
+
+
+def _is_consumer_call(call: cst.CSTNode, arg: cst.Arg, consumers: frozenset[str]) -> bool:
+    if not isinstance(call, cst.Call) or arg.keyword is not None or arg.star or not call.args or call.args[0] is not arg:
+        return False
+    func = call.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+    return name in consumers
+
+
+class _UsesOf(cst.CSTVisitor):
+    """Counts the uses of one name: as the first argument of a consumer call, or anything else."""
+
+    def __init__(self, name: str, binding: cst.Name, consumers: frozenset[str]) -> None:
+        self.name, self.binding, self.consumers = name, binding, consumers
+        self.consumed = self.other = False
+
+    def visit_Call(self, node: cst.Call) -> Optional[bool]:
+        if node.args and isinstance(node.args[0].value, cst.Name) and node.args[0].value.value == self.name \
+                and _is_consumer_call(node, node.args[0], self.consumers):
+            self.consumed = True
+            node.func.visit(self)
+            for arg in node.args[1:]:
+                arg.visit(self)
+            return False
+        return True
+
+    def visit_Name(self, node: cst.Name) -> Optional[bool]:
+        if node.value == self.name and node is not self.binding:
+            self.other = True
+        return False
+
+    def visit_Attribute(self, node: cst.Attribute) -> Optional[bool]:
+        node.value.visit(self)  # `x.name` is not a use of `name`
+        return False
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -24,6 +24,7 @@ from transplant.rules.model import (
     EnvVarRule,
     ImportRule,
     MethodRule,
+    PickleLoadRule,
     RenameRule,
     Rule,
     StructuralRule,
@@ -34,13 +35,13 @@ from transplant.rules.model import (
 )
 
 __all__ = [
-    "ArgumentsRule", "BackendRule", "DeviceRule", "EnvVarRule", "ImportRule", "MethodRule", "RenameRule",
+    "ArgumentsRule", "BackendRule", "DeviceRule", "EnvVarRule", "ImportRule", "MethodRule", "PickleLoadRule", "RenameRule",
     "Rule", "RuleFileError", "RuleSet", "StructuralRule", "TensorTypeRule", "UnsupportedRule",
     "bundled_rule_files", "load_ruleset", "DEFAULT_OPTIONS",
 ]
 
 # Options that reach rule kinds (see prompts/rules_format.md): set from the CLI.
-DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False}
+DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False, "trust_pickles": False}
 
 
 class RuleFileError(Exception):
@@ -139,7 +140,17 @@ def _read_file(path: Path) -> list[Rule]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RuleFileError(path, "", f"valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
-    errors = list(_validator().iter_errors(data))
+    except RecursionError:
+        raise RuleFileError(path, "", f"JSON nested at most {MAX_RULE_FILE_DEPTH} levels deep") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise RuleFileError(path, "", f"valid JSON ({exc})") from None
+    deepest = _depth_beyond(data, MAX_RULE_FILE_DEPTH)
+    if deepest is not None:
+        raise RuleFileError(path, _pointer(deepest), f"JSON nested at most {MAX_RULE_FILE_DEPTH} levels deep")
+    try:
+        errors = list(_validator().iter_errors(data))
+    except RecursionError:  # defensive: the depth check above keeps the validator far from the limit
+        raise RuleFileError(path, "", f"JSON nested at most {MAX_RULE_FILE_DEPTH} levels deep") from None
     if errors:
         err = _best_error(errors)
         raise RuleFileError(path, _pointer(list(err.absolute_path)), err.message)  # type: ignore[attr-defined]
@@ -153,6 +164,28 @@ def _read_file(path: Path) -> list[Rule]:
         _check_semantics(path, where, raw)
         rules.append(build_rule(raw, str(path)))
     return rules
+
+
+# A rule file needs about six levels (file, rules, rule, field, map, list); the validator and the rule
+# builders recurse, so anything far deeper is refused before they see it.
+MAX_RULE_FILE_DEPTH = 32
+
+
+def _depth_beyond(data: object, limit: int) -> list[object] | None:
+    """The JSON path of the first value nested deeper than ``limit`` containers, or None (iterative)."""
+    stack: list[tuple[object, list[object]]] = [(data, [])]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            items: Iterator[tuple[object, object]] = iter(value.items())
+        elif isinstance(value, list):
+            items = iter(enumerate(value))
+        else:
+            continue
+        if len(where) >= limit:
+            return where
+        stack.extend((child, [*where, key]) for key, child in items)
+    return None
 
 
 def _check_semantics(path: Path, where: str, raw: Mapping[str, object]) -> None:

@@ -116,6 +116,25 @@ class ArgumentsRule(Rule):
 
 
 @dataclass(frozen=True, eq=False)
+class PickleLoadRule(Rule):
+    """A loader that unpickles (``torch.load``): whether the call may need ``weights_only=False``.
+
+    The call is left alone when it passes ``keyword`` itself or when its result can only be weights
+    (it is passed straight to one of ``weights_consumers``, e.g. ``load_state_dict``). Otherwise it is
+    an unsupported row, and the rules in ``holds`` do not edit the call (it would still fail) -- unless
+    the run option ``option`` is on: then ``keyword=value`` is added.
+    """
+
+    callable: str = ""
+    params: tuple[str, ...] = ()
+    keyword: str = "weights_only"
+    value: str = "False"
+    option: str = "trust_pickles"
+    holds: tuple[str, ...] = ()
+    weights_consumers: frozenset[str] = frozenset({"load_state_dict"})
+
+
+@dataclass(frozen=True, eq=False)
 class EnvVarRule(Rule):
     """Environment-variable keys (``CUDA_VISIBLE_DEVICES`` -> ``ASCEND_RT_VISIBLE_DEVICES``)."""
 
@@ -159,7 +178,7 @@ _WEAK_TRIGGERS = frozenset({
 COMMON_FIELDS = ("id", "kind", "severity", "message", "tip", "reference", "description")
 # Kinds built into typed rules below; any other kind is a StructuralRule for a registered pass.
 NODE_KINDS = ("rename", "unsupported", "method", "device", "backend", "import", "arguments", "envvar",
-              "tensor_type")
+              "tensor_type", "pickle_load")
 
 
 def _slots(raw: Mapping[str, Any] | None) -> dict[str, tuple[int, ...]]:
@@ -201,6 +220,11 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
         return ArgumentsRule(**common, callable=raw["callable"], params=tuple(raw.get("params", ())),
                              add=dict(raw.get("add", {})), add_positional=bool(raw.get("add_positional", False)),
                              rename=dict(raw.get("rename", {})), drop=tuple(raw.get("drop", ())))
+    if kind == "pickle_load":
+        return PickleLoadRule(**common, callable=raw["callable"], params=tuple(raw.get("params", ())),
+                              keyword=raw["keyword"], value=raw["value"], option=raw["option"],
+                              holds=tuple(raw.get("holds", ())),
+                              weights_consumers=frozenset(raw.get("weights_consumers", ("load_state_dict",))))
     if kind == "envvar":
         return EnvVarRule(**common, map=dict(raw["map"]))
     if kind == "tensor_type":
@@ -241,7 +265,7 @@ def default_triggers(rule: Rule) -> tuple[str, ...]:
         out += list(rule.map)
     elif isinstance(rule, TensorTypeRule):
         out += [k.rsplit(".", 1)[-1] for k in rule.map]
-    elif isinstance(rule, ArgumentsRule):
+    elif isinstance(rule, (ArgumentsRule, PickleLoadRule)):
         out.append(longest(rule.callable))
     elif isinstance(rule, ImportRule):
         out += [longest(k) for k in rule.remove]  # `insert` alone never makes a file worth parsing
