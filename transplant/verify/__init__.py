@@ -186,9 +186,8 @@ def verify(options: VerifyOptions, *, on_progress: Optional[Callable[[str], None
         comparison = compare(original, migrated, options.tolerance,
                              distributed_reference_failed=distributed_reference_failed)
         if distributed_reference_failed:
-            last = original.traceback().strip().splitlines()
-            comparison.notes.append("the original cannot run distributed on the reference device here ("
-                                    + (last[-1] if last else f"exit code {original.returncode}") + ")")
+            comparison.notes.append("the original cannot run distributed on the reference device here: "
+                                    + original.error_line())
         plot_path, plot_lines = _report.write_plot(report_dir, comparison, original, migrated, png=options.png)
         report_path = report_dir / _report.REPORT_NAME
         _report.write_json(report_path, comparison, original, migrated, _settings_record(options, script),

@@ -195,12 +195,15 @@ def output_difference(original: RunResult, migrated: RunResult) -> tuple[list[st
     seen = Counter(_normalise(line, roots_a) for line in (original.stdout + "\n" + original.stderr).splitlines())
     extra = []
     leftover = []
+    shown = set(migrated.traceback().splitlines()) if migrated.failed else set()  # the report shows it whole
     for line in (migrated.stdout + "\n" + migrated.stderr).splitlines():
         key = _normalise(line, roots_b)
         if not key:
             continue
         if _LEFTOVER.search(line) and line.strip() not in leftover:
             leftover.append(line.strip())
+        if line in shown:
+            continue
         if seen[key] > 0:
             seen[key] -= 1
             continue

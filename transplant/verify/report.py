@@ -217,6 +217,9 @@ def _write_png(path: Path, comparison: Comparison, original: RunResult, migrated
         if comparison.divergence is not None:
             axes.axvline(comparison.divergence.step, color="gray", linestyle=":",
                          label=f"first divergence (step {comparison.divergence.step})")
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("optimizer step")
         axes.set_ylabel("loss")
         verdict = "bit-identical" if comparison.passed and comparison.exact else comparison.status

@@ -74,7 +74,18 @@ class RunResult:
         if start < 0:
             lines = text.strip().splitlines()
             return "\n".join(lines[-15:])
-        return text[start:].strip()
+        lines = text[start:].splitlines()
+        # The traceback ends at its first unindented line after the header: the exception itself
+        # (what follows, e.g. torchrun's failure summary, is in the run's stderr.log).
+        for index, line in enumerate(lines[1:], start=1):
+            if line and not line[0].isspace():
+                return "\n".join(lines[: index + 1])
+        return "\n".join(lines).strip()
+
+    def error_line(self) -> str:
+        """The exception line of :meth:`traceback` (or its last line)."""
+        lines = [line for line in self.traceback().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else f"exit code {self.returncode}"
 
 
 @dataclass(frozen=True)
