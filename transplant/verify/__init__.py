@@ -109,11 +109,13 @@ def _migrate_into(src: Path, out: Path) -> None:
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.report import write_reports
 
+    from transplant.rules import RuleFileError
+
     config = RuleConfig()
     try:
         migration = migrate(MigrationOptions(src=src, out=out, rules=config, jobs=1, write=True, force=True),
                             ruleset=config.load())
-    except MigrationError as exc:
+    except (MigrationError, RuleFileError) as exc:
         raise VerifyError(f"migrating {src} failed: {exc}") from None
     write_reports(migration, out)
 
@@ -150,6 +152,7 @@ def verify(options: VerifyOptions, *, on_progress: Optional[Callable[[str], None
     original_root = options.original.resolve()
     temporary: Optional[Path] = None
     try:
+        script = _script_in(original_root, options.script, original_root)
         if options.auto:
             migrated_root = original_root
         elif options.migrated is not None:
@@ -159,7 +162,6 @@ def verify(options: VerifyOptions, *, on_progress: Optional[Callable[[str], None
             migrated_root = temporary / "migrated"
             progress(f"migrating {options.original} into a temporary folder (pass --migrated OUT to keep one)")
             _migrate_into(original_root, migrated_root)
-        script = _script_in(original_root, options.script, original_root)
         _script_in(migrated_root, script, original_root)
 
         report_dir = options.report_dir.resolve()
