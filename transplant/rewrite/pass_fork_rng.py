@@ -1,7 +1,9 @@
 """Rule kind ``fork_rng``: ``torch.random.fork_rng()`` without ``device_type`` gets ``device_type='npu'``.
 
-fork_rng's ``device_type`` defaults to ``'cuda'``: on an Ascend host the block then forks no device
-generator, and random ops on the NPU inside it advance the outer stream. The explicit
+Before torch's accelerator API, fork_rng's ``device_type`` defaulted to ``'cuda'`` (torch 2.1, common
+on Ascend hosts): there the block forks no device generator and random ops on the NPU inside it
+advance the outer stream. torch 2.13 defaults to the current accelerator; the explicit argument is
+right on both. The explicit
 ``device_type='cuda'`` is a device string (rewritten by the ``device`` kind); only the omitted one is
 this pass's.
 """
