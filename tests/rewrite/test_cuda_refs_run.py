@@ -66,3 +66,20 @@ def test_indirect_cuda_runs_on_the_emulated_npu_after_migration(tmp_path: Path) 
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "OK 1 npu:0"
+
+
+@pytest.mark.slow
+def test_migrated_profiler_block_runs_on_the_emulated_npu(tmp_path: Path) -> None:
+    """fixtures/rules/profiler/cuda_profile_block: the migrated torch_npu.profiler block records a trace."""
+    pytest.importorskip("torch")
+    source = (Path(__file__).resolve().parents[2] / "fixtures" / "rules" / "profiler" / "cuda_profile_block.in.py")
+    result = rewrite_source(source.read_bytes(), "profile_run.py", load_ruleset())
+    assert result.status is Status.CHANGED
+    (tmp_path / "profile_run.py").write_bytes(result.new_source)
+    proc = subprocess.run(
+        [sys.executable, "-m", "transplant.emulate.runner", "--strict-cuda", "profile_run.py"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "TRANSPLANT_NPU_COUNT": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "OK True"
