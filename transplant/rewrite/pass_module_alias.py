@@ -66,7 +66,8 @@ class _Finder:
                     self.uses.append((node, dotted, list(stack)))
                     return
         stack.append(node)
-        for child in node.children:
+        # an attribute's name (`x.cuda`) is not a use of anything: only its value is walked
+        for child in (node.value,) if isinstance(node, cst.Attribute) else node.children:
             self.walk(child, stack)
         stack.pop()
 
