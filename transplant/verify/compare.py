@@ -112,8 +112,8 @@ def _first_bad_tensor(a: dict, b: dict, tolerance: float) -> Optional[int]:
     return None if len(ta) == len(tb) else min(len(ta), len(tb))
 
 
-def compare_steps(original: list[dict], migrated: list[dict], tolerance: float,
-                  stopped_at: Optional[int]) -> tuple[list[StepRow], Optional[Divergence], bool]:
+def compare_steps(original: list[dict], migrated: list[dict],
+                  tolerance: float) -> tuple[list[StepRow], Optional[Divergence], bool]:
     """Rows for every step either run made, the first divergence, and whether all was bit-identical."""
     rows: list[StepRow] = []
     divergence: Optional[Divergence] = None
@@ -260,7 +260,7 @@ def compare(original: RunResult, migrated: RunResult, tolerance: float,
                 problems.append(f"{run.spec.label} timed out after {run.seconds:.0f} s")
             elif run.failed:
                 problems.append(f"{run.spec.label} failed with exit code {run.returncode}")
-        rows, divergence, _ = compare_steps(steps_a, steps_b, tolerance, None)
+        rows, divergence, _ = compare_steps(steps_a, steps_b, tolerance)
         return Comparison(status=RUN_FAILED, passed=False, exact=False, rows=rows, divergence=divergence,
                           problems=problems, **base)
 
@@ -268,8 +268,7 @@ def compare(original: RunResult, migrated: RunResult, tolerance: float,
         return Comparison(status=NOTHING_TO_COMPARE, passed=False, exact=False,
                           problems=["neither run made an optimizer step: nothing to compare"], **base)
 
-    # A run the recorder stopped after N steps compares its N steps; without a stop both run to the end.
-    rows, divergence, exact = compare_steps(steps_a, steps_b, tolerance, None)
+    rows, divergence, exact = compare_steps(steps_a, steps_b, tolerance)
     problems = problems_a + problems_b
     devices_b = _devices(steps_b)
     if steps_b and devices_b and not any(d.startswith("npu") for d in devices_b):
