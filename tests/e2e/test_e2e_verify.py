@@ -163,3 +163,23 @@ def test_usage_errors_exit_2(options: list[str], message: str, tmp_path: Path) -
     assert run.returncode == 2, run.describe()
     assert message in run.stderr
     assert data == {}
+
+
+def test_nproc_runs_both_sides_under_torchrun(tmp_path: Path) -> None:
+    run, data = verify(tmp_path, "--original", str(AMP / "original"), "--nproc", "2", "--steps", "3", "--",
+                       "train.py")
+    assert_bit_identical(run, data, 3)
+    assert data["rank_agreement"] is True and data["original"]["ranks"] == [0, 1] == data["migrated"]["ranks"]
+    assert "Ranks agree" in run.stdout
+
+
+def test_nproc_when_the_original_cannot_run_distributed_on_cpu(albert_work: Path, albert_migrated: Path,
+                                                              albert_cpu: Run, tmp_path: Path) -> None:
+    """ALBERT's distributed branch calls torch.cuda.set_device: only the migrated ranks are checked."""
+    args, _ = albert_args(albert_work, "verify-ddp")
+    run, data = verify(tmp_path, "--original", str(ALBERT / "original"), "--migrated", str(albert_migrated),
+                       "--nproc", "2", "--steps", "3", "--", *_without_loss_log(args))
+    assert run.returncode == 0, run.describe()
+    assert data["status"] == "ranks-only" and data["rank_agreement"] is True
+    assert "PASS (rank agreement only)" in run.stdout
+    assert any("cannot run distributed" in note and "_cuda_setDevice" in note for note in data["notes"]), data
