@@ -409,7 +409,8 @@ def verify_command(original: Path, migrated: Path | None, auto: bool, steps: int
         _fail("interrupted; both runs were stopped", EXIT_INTERRUPTED)
     click.echo("Why the two runs are comparable:")
     for line in outcome.explanations:
-        click.echo(textwrap.fill(line, width=100, initial_indent="  - ", subsequent_indent="    "))
+        click.echo(textwrap.fill(line, width=100, initial_indent="  - ", subsequent_indent="    ",
+                                 break_on_hyphens=False))
     click.echo("")
     for line in table_lines(outcome.comparison, outcome.original, outcome.migrated):
         click.echo(line)
