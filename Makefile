@@ -10,20 +10,22 @@ TORCH_PIN := torch==2.13.0
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[test]'
+	@echo "setup: building $(VENV) (torch 2.13 CPU, transplant, test tools); details in $(VENV)/install.log"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(PY) -m pip install --disable-pip-version-check --upgrade pip && \
+	   $(PY) -m pip install --disable-pip-version-check $(TORCH_PIN) && \
+	   $(PY) -m pip install --disable-pip-version-check -e '.[test,plot]'; } >$(VENV)/install.log 2>&1 || \
+	  { tail -n 40 $(VENV)/install.log; echo "setup: pip failed (full log: $(VENV)/install.log)"; exit 1; }
 	@command -v shellcheck >/dev/null 2>&1 || { \
-	  echo "installing shellcheck (Debian package) for the launch-script tests"; \
-	  (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null; }
-	touch $@
+	  echo "setup: installing shellcheck (Debian package) for the launch-script tests"; \
+	  (apt-get update -qq && apt-get install -y -qq shellcheck) >>$(VENV)/install.log 2>&1; }
+	@touch $@
 
 test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m transplant.demo
+	@$(PY) -m transplant.demo
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

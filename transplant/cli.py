@@ -2,6 +2,7 @@
 
 ``transplant -i SRC -o OUT [options]`` migrates; ``transplant rules [ID]`` documents the rules;
 ``transplant run script.py [args...]`` runs a script on the emulated NPU.
+``transplant verify --original SRC [--migrated OUT] -- script.py [args...]`` compares both runs step by step.
 
 Exit codes: 0 done; 1 ``--check`` found something to change, an unsupported use or an unparseable
 file; 2 usage error or refusal (bad paths, bad rule file, OUT locked by another run); 3 an I/O error
@@ -121,6 +122,8 @@ _MAIN_HELP = """Move PyTorch CUDA training code to Huawei Ascend NPUs (torch_npu
   transplant -i SRC -o OUT [options]     migrate a project (or one .py file) into OUT
   transplant rules [ID]                  list the rules, or show one in full
   transplant run [--nproc N] script.py   run a (migrated) script on the emulated NPU
+  transplant verify --original SRC [--migrated OUT | --auto] -- script.py [args...]
+                                         prove the migration trains like the original
 
 OUT mirrors SRC: every file is copied, Python files are rewritten where a rule applies, files with
 nothing to change are copied byte for byte, and SRC is never written. OUT also receives
@@ -361,6 +364,80 @@ def run_command(strict_cuda: bool, nproc: int | None, script: str, args: tuple[s
     except (RuntimeError, ValueError) as error:  # a real torch_npu present, a bad script/nproc
         _fail(str(error), EXIT_USAGE)
     sys.exit(code)
+
+
+@cli.command(
+    "verify",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option("--original", "original", required=True, type=click.Path(path_type=Path), metavar="SRC",
+              help="The original (CUDA) project folder; its script is the reference.")
+@click.option("--migrated", "migrated", type=click.Path(path_type=Path), metavar="OUT",
+              help="The migrated project (transplant -i SRC -o OUT). Default: migrate SRC into a temporary folder.")
+@click.option("--auto", is_flag=True, help="Compare against the unmodified original under auto mode instead.")
+@click.option("--steps", type=click.IntRange(min=0), default=20, show_default=True, metavar="N",
+              help="Stop both runs after N optimizer steps (0: run both scripts to their end).")
+@click.option("--tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="REL",
+              help="Relative difference allowed in losses and parameter statistics (0: bit-identical).")
+@click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Run both sides with torchrun, K processes each.")
+@click.option("--strict-cuda", is_flag=True, help="Leftover CUDA in the migrated run fails it (default: reported).")
+@click.option("--reference", "reference_device", type=click.Choice(["cpu", "cuda"]), default="cpu",
+              show_default=True, help="Where the original runs (cuda only when a CUDA GPU is present).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of torch, random and numpy at start.")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=Path("verify-out"), show_default=True,
+              metavar="DIR", help="Where verify_report.json, the plot and both runs' logs go.")
+@click.option("--timeout", type=click.FloatRange(min=1.0), default=1800.0, show_default=True, metavar="SECONDS",
+              help="Longest time one run may take.")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def verify_command(original: Path, migrated: Path | None, auto: bool, steps: int, tolerance: float,
+                   nproc: int | None, strict_cuda: bool, reference_device: str, seed: int, report_dir: Path,
+                   timeout: float, script: str, args: tuple[str, ...]) -> None:
+    """Prove a migration trains like the original: run both, compare every optimizer step.
+
+    \b
+      transplant verify --original SRC --migrated OUT -- train.py [args...]
+      transplant verify --original SRC --auto -- train.py [args...]
+
+    The original runs on the CPU, the migrated script on the emulated NPU, each in its own process
+    with the same arguments and seeds; SCRIPT is relative to each project folder, which is also
+    each run's working directory. At every optimizer step both record the loss backward() was
+    called on and a fingerprint of every parameter group. Exit codes: 0 parity holds; 1 it does
+    not (or a run failed, or there was nothing to compare); 2 usage error.
+    """
+    from transplant.verify import VerifyError, VerifyOptions, verify
+    from transplant.verify.report import summary_lines, table_lines
+
+    options = VerifyOptions(original=original, migrated=migrated, auto=auto, script=script, args=args,
+                            steps=steps or None, tolerance=tolerance, nproc=nproc, strict_cuda=strict_cuda,
+                            reference_device=reference_device, seed=seed, report_dir=report_dir,
+                            timeout=timeout)
+    try:
+        with _terminate_as_interrupt():
+            outcome = verify(options, on_progress=lambda message: click.echo(f"transplant: {message}", err=True))
+    except VerifyError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; both runs were stopped", EXIT_INTERRUPTED)
+    click.echo("Why the two runs are comparable:")
+    for line in outcome.explanations:
+        click.echo(textwrap.fill(line, width=100, initial_indent="  - ", subsequent_indent="    ",
+                                 break_on_hyphens=False))
+    click.echo("")
+    for line in table_lines(outcome.comparison, outcome.original, outcome.migrated):
+        click.echo(line)
+    click.echo("")
+    for line in summary_lines(outcome.comparison, outcome.original, outcome.migrated):
+        click.echo(line)
+    if outcome.plot_lines:
+        click.echo("")
+        for line in outcome.plot_lines:
+            click.echo(line)
+    click.echo("")
+    click.echo(f"Loss plot: {outcome.plot_path}")
+    click.echo(f"Report:    {outcome.report_path}")
+    sys.exit(outcome.exit_code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,15 @@
-"""``make demo`` (``python -m transplant.demo``): migrate a CUDA trainer and train it on the emulated NPU.
+"""``make demo`` (``python -m transplant.demo``): migrate a CUDA trainer and prove it trains the same on the NPU.
 
 The demo uses the ALBERT-style fine-tuning script in ``fixtures/albert/original`` (a CUDA repository
 in miniature: apex amp, DataParallel, nccl, ``torch.cuda`` calls). It
 
 1. writes a tiny SST-2 style data set and a tiny "pretrained" ALBERT into the work folder,
-2. migrates the repository with ``transplant -i ... -o ...``,
-3. trains the migrated script for 20 steps on the emulated Ascend NPU (``transplant run``),
-4. prints the loss curve and a summary of the migration reports.
+2. migrates the repository with ``transplant -i ... -o ...`` and shows the main change,
+3. runs ``transplant verify`` for 20 optimizer steps: the original on the CPU, the migrated script
+   on the emulated Ascend NPU, and prints both loss columns side by side, the verdict and the plot,
+4. prints a summary of the migration reports.
 
+The claim is measured: the demo fails unless ``transplant verify`` found the two runs identical.
 Everything goes into ``--workdir`` (default ``./demo-out``), which is recreated on every run.
 The demo needs a source checkout (the fixtures are not part of the installed package) and the
 ``emulate`` extra (torch 2.13), as installed by ``make setup``.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import difflib
 import os
 import shutil
 import subprocess
@@ -71,22 +73,26 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _print_loss_curve(records: list[dict]) -> None:
-    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    if not losses:
-        print("  (no loss was logged)")
-        return
-    high = max(loss for _, loss in losses)
-    low = min(loss for _, loss in losses)
-    span = (high - low) or 1.0
-    devices = sorted({r["device"] for r in records if "device" in r})
-    print(f"Loss curve ({len(losses)} steps on {', '.join(devices)}):")
-    for step, loss in losses:
-        bar = "#" * (1 + int(40 * (loss - low) / span))
-        print(f"  step {step:3d}  loss {loss:.4f}  {bar}")
-    first = sum(loss for _, loss in losses[:5]) / min(5, len(losses))
-    last = sum(loss for _, loss in losses[-5:]) / min(5, len(losses))
-    print(f"  mean of the first 5 steps {first:.4f} -> last 5 steps {last:.4f}")
+# The lines that decide where the trainer runs: the device, the backend, the torch_npu import.
+_MAIN_CHANGE = ("import torch_npu", 'torch.device("cuda"', "backend='nccl'")
+
+
+def main_change_diff(original: Path, migrated: Path, markers: Sequence[str] = _MAIN_CHANGE) -> list[str]:
+    """The diff hunks (no context) of ``migrated`` against ``original`` that touch one of ``markers``."""
+    before = original.read_text(encoding="utf-8").splitlines()
+    after = migrated.read_text(encoding="utf-8").splitlines()
+    lines: list[str] = []
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        removed, added = before[i1:i2], after[j1:j2]
+        if len(removed) + len(added) > 6 or not any(m in line for m in markers for line in removed + added):
+            continue
+        lines.append(f"@@ line {i1 + 1} @@")
+        lines.extend(f"- {line.strip()}" for line in removed)
+        lines.extend(f"+ {line.strip()}" for line in added)
+    return lines
 
 
 def _print_reports(out: Path, top: int) -> None:
@@ -113,8 +119,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m transplant.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("demo-out"),
-                        help="folder for the data, the migrated code and the run (recreated)")
-    parser.add_argument("--steps", type=int, default=STEPS, help="training steps on the emulated NPU")
+                        help="folder for the data, the migrated code, the runs and the report (recreated)")
+    parser.add_argument("--steps", type=int, default=STEPS, help="optimizer steps to compare")
     parser.add_argument("--top", type=int, default=8, help="report rows to show per report")
     args = parser.parse_args(argv)
 
@@ -125,27 +131,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     python = sys.executable
     fake = workdir / "fake"
     migrated = workdir / "albert_npu"
-    loss_log = workdir / "loss.jsonl"
+    report_dir = workdir / "verify"
 
     print("== 1. A tiny SST-2 data set and a tiny randomly initialised ALBERT")
     _run([python, "prepare_fake_data.py", "--output_dir", str(fake)], cwd=_ORIGINAL)
 
     print("\n== 2. Migrate the CUDA trainer to Ascend NPU")
     _run([python, "-m", "transplant", "-i", str(_ORIGINAL), "-o", str(migrated), "--quiet"], cwd=Path.cwd())
-    print(f"   migrated code and reports in {_shorten(str(migrated))}")
+    print(f"   migrated code and reports in {_shorten(str(migrated))}; the main change, in run_classifier.py:")
+    for line in main_change_diff(_ORIGINAL / "run_classifier.py", migrated / "run_classifier.py"):
+        print(f"     {line}")
 
-    print(f"\n== 3. Train the migrated trainer for {args.steps} steps on the emulated NPU")
-    # One emulated device: with more, the script's own `n_gpu > 1` branch would wrap the model in
-    # DataParallel, which Ascend does not support (see unsupported_api.csv).
+    print(f"\n== 3. Verify: the original on the CPU against the migrated trainer on the emulated NPU, "
+          f"{args.steps} steps")
     model_dir = fake / "prev_trained_model" / "albert_tiny"
-    env = {"TRANSPLANT_NPU_COUNT": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    _run([
-        python, "-m", "transplant", "run", "run_classifier.py",
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [
+        python, "-m", "transplant", "verify",
+        "--original", str(_ORIGINAL), "--migrated", str(migrated),
+        "--steps", str(args.steps), "--report-dir", str(report_dir), "--",
+        "run_classifier.py",
         "--model_type", "albert",
         "--model_name_or_path", str(model_dir),
         "--vocab_file", str(model_dir / "vocab.txt"),
         "--task_name", "sst-2",
-        "--do_train", "--do_eval", "--do_lower_case",
+        "--do_train", "--do_lower_case",
         "--data_dir", str(fake / "dataset" / "sst-2"),
         "--max_seq_length", "32",
         "--per_gpu_train_batch_size", "8",
@@ -155,19 +165,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--save_steps", "0",
         "--output_dir", str(workdir / "run") + "/",
         "--overwrite_output_dir",
-        "--loss_log", str(loss_log),
-    ], cwd=migrated, env=env)
+    ]
+    print("$ " + " ".join(_shorten(part) for part in command[:12]) + " -- run_classifier.py ...")
+    full_env = dict(os.environ)
+    full_env.update(env)
+    done = subprocess.run(command, cwd=str(Path.cwd()), env=full_env, capture_output=True, text=True)
+    print(done.stdout.rstrip())
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-8000:])
+        raise SystemExit(f"demo: transplant verify found no parity (exit code {done.returncode}); "
+                         f"see {_shorten(str(report_dir))}")
 
-    print()
-    records = [json.loads(line) for line in loss_log.read_text().splitlines() if line.strip()]
-    _print_loss_curve(records)
-    eval_file = workdir / "run" / "albert" / "eval_results.txt"
-    if eval_file.exists():
-        print("Evaluation on the dev set: " + ", ".join(eval_file.read_text().split("\n")).strip(", "))
     print()
     _print_reports(migrated, args.top)
     print()
-    print("The NPU was emulated on the CPU: the losses are real, the speed is not an NPU's.")
+    print("The NPU was emulated on the CPU: the losses are real and match the original bit for bit; the speed "
+          "is not an NPU's.")
     print(f"Next: read {_shorten(str(migrated / 'change_list.csv'))} and "
           f"{_shorten(str(migrated / 'unsupported_api.csv'))}; "
           f"{_shorten(str(migrated / 'run_distributed_npu.sh'))} launches the trainer on several NPUs.")

@@ -1,7 +1,8 @@
-"""``make demo`` (python -m transplant.demo): migrate the ALBERT trainer and train it on the emulated NPU."""
+"""``make demo`` (python -m transplant.demo): migrate the ALBERT trainer and verify it against the original."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,13 +13,26 @@ from e2e_support import PYTHON, ROOT, run_process
 pytestmark = pytest.mark.slow
 
 
-def test_demo_migrates_trains_and_summarises(tmp_path: Path) -> None:
+def test_demo_migrates_verifies_and_summarises(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     run = run_process([PYTHON, "-m", "transplant.demo", "--workdir", str(workdir), "--steps", "4"], cwd=ROOT)
     assert run.returncode == 0, run.describe()
     out = run.stdout
-    assert "Loss curve (4 steps on npu:0)" in out
-    assert len(re.findall(r"^  step +\d+  loss \d+\.\d{4} ", out, re.M)) == 4
+    # the main change, before and after
+    assert '- device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")' in out
+    assert '+ device = torch.device("npu" if torch.npu.is_available() and not args.no_cuda else "cpu")' in out
+    assert "+ torch.distributed.init_process_group(backend='hccl')" in out
+    # the side-by-side table: both columns, equal on every step
+    assert re.search(r"^step  loss: original \(cpu\) +loss: migrated \(emulated npu\)", out, re.M)
+    rows = re.findall(r"^ +(\d+)  (\d+\.\d{10}) +(\d+\.\d{10}) +0  identical$", out, re.M)
+    assert [int(step) for step, _, _ in rows] == [1, 2, 3, 4]
+    assert all(a == b for _, a, b in rows)
+    assert "PASS: 4 optimizer step(s) compared: bit-identical losses and parameters." in out
+    report = workdir / "verify" / "verify_report.json"
+    assert f"Report:    {report}" in out
+    assert json.loads(report.read_text())["status"] == "parity"
+    assert re.search(r"^Loss plot: \S+verify_loss\.(png|txt)$", out, re.M)
+    # the migration reports
     assert re.search(r"^  change_list\.csv +[1-9]\d* row\(s\)$", out, re.M)
     assert re.search(r"^  unsupported_api\.csv +[1-9]\d* row\(s\)$", out, re.M)
     assert "torch.nn.DataParallel" in out  # a top unsupported row, with its tip

@@ -20,7 +20,7 @@ if importlib.util.find_spec("transplant.emulate.distributed") is not None:
 from transplant.emulate import device_module as npu  # noqa: E402  (after activation)
 
 __version__ = "2.13.0+transplant.emulated"
-__all__ = ["npu", "contrib", "is_emulated"]
+__all__ = ["npu", "contrib", "profiler", "is_emulated"]
 
 
 def is_emulated() -> bool:
@@ -45,6 +45,7 @@ def _not_emulated(name: str):
 
 
 from torch_npu import contrib  # noqa: E402  (placeholder package)
+from torch_npu import profiler  # noqa: E402  (torch's profiler, recording the CPU the NPU runs on)
 
 
 def __getattr__(name: str):
