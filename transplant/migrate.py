@@ -35,6 +35,7 @@ from transplant.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_path
 from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candidate, write_launch_script
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
 from transplant.results import FileResult, Status
+from transplant.sources import front_end_for
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ def _refuse_unknown_kinds(ruleset: Any) -> None:
     from transplant.rules import RuleFileError
     from transplant.rules.model import NODE_KINDS, StructuralRule
 
-    known = set(registered_kinds())
+    from transplant.sources import source_rule_kinds
+
+    known = set(registered_kinds()) | set(source_rule_kinds())
     for rule in ruleset.rules:
         if isinstance(rule, StructuralRule) and rule.kind not in known:
             try:
@@ -111,7 +114,8 @@ class MigrationOptions:
 
 @dataclass
 class Tally:
-    """The final counts. ``python`` = changed + unchanged + failed; ``skipped`` counts any file type."""
+    """The final counts. changed + unchanged + failed = python + notebooks + shell + requirements + configs
+    (the files some front end read); ``skipped`` counts any file type."""
 
     files: int = 0        # every file found under SRC (and symlinks)
     python: int = 0       # Python files handed to the rewriter
@@ -123,6 +127,10 @@ class Tally:
     changes: int = 0      # rows of change_list.csv
     unsupported: int = 0  # rows of unsupported_api.csv
     native_ops: int = 0   # rows of cuda_op_list.csv
+    notebooks: int = 0    # .ipynb files read (transplant.sources.notebook)
+    shell: int = 0        # shell scripts, Makefiles, Dockerfiles read (transplant.sources.shell)
+    requirements: int = 0  # requirements / environment files read (rows only)
+    configs: int = 0      # YAML/JSON/INI config files read (transplant.sources.config)
 
 
 @dataclass
@@ -149,8 +157,8 @@ def check_paths(src: Path, out: Path | None, *, force: bool, write: bool) -> Non
         raise MigrationError(f"SRC does not exist: {src}")
     if not src.exists():
         raise MigrationError(f"SRC is a dangling symlink: {src}")
-    if src.is_file() and src.suffix != ".py":
-        raise MigrationError(f"SRC must be a directory or a .py file: {src}")
+    if src.is_file() and front_end_for(src.name) is None:
+        raise MigrationError(f"SRC must be a directory or a file transplant reads (.py, .ipynb, .sh, ...): {src}")
     if not src.is_dir() and not src.is_file():
         raise MigrationError(f"SRC is neither a directory nor a file: {src}")
     if not write:
@@ -341,8 +349,8 @@ def project_modules(python_paths: Iterable[str]) -> frozenset[str]:
 
 
 def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
-    """Rewrite one Python file; returns its result and whether it looks like an entry script."""
-    from transplant.rewrite import rewrite_source
+    """Migrate one file with its front end; returns its result and whether it looks like an entry script."""
+    from transplant.sources import migrate_file
 
     path, rel = task
     try:
@@ -351,13 +359,14 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
     except OSError as exc:
         return FileResult(path=rel, status=Status.FAILED, reason=f"cannot read: {exc.strerror}"), False
     try:
-        result = rewrite_source(source, rel, _worker_ruleset, project_modules=_worker_project_modules)
+        result = migrate_file(source, rel, _worker_ruleset, project_modules=_worker_project_modules)
     except Exception as exc:  # an engine bug must not lose the rest of the run
         log.debug("rewriter crashed on %s", rel, exc_info=True)
-        result = FileResult(path=rel, status=Status.FAILED,
+        front_end = front_end_for(rel)
+        result = FileResult(path=rel, status=Status.FAILED, kind=front_end.kind if front_end else "python",
                             reason=f"internal error in the rewriter: {type(exc).__name__}: {exc}")
     result.path = rel
-    return result, is_entry_candidate(source)
+    return result, result.kind == "python" and is_entry_candidate(source)
 
 
 class _Rewrites:
@@ -434,7 +443,7 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
             skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED,
                                            reason=f"excluded by --exclude {pattern}")
             others.append(item)  # copied unchanged
-        elif item.kind == "file" and item.rel.endswith(".py"):
+        elif item.kind == "file" and front_end_for(item.rel) is not None:
             python.append((str(src_root / item.rel), item.rel))
         else:
             others.append(item)
@@ -494,7 +503,11 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
             tally.skipped += 1
         tally.changes += len(result.changes)
         tally.unsupported += len(result.unsupported)
-    tally.python = tally.changed + tally.unchanged + tally.failed
+    kinds = {"python": "python", "notebook": "notebooks", "shell": "shell", "requirements": "requirements",
+             "config": "configs"}
+    for result in results_by_rel.values():
+        if result.status is not Status.SKIPPED and result.kind in kinds:
+            setattr(tally, kinds[result.kind], getattr(tally, kinds[result.kind]) + 1)
     tally.native_ops = len(native_ops)
 
     results = [results_by_rel[rel] for rel in sorted(results_by_rel, key=_path_key)]

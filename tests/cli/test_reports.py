@@ -9,8 +9,8 @@ from pathlib import Path
 from cli_helpers import write_tree
 
 CHANGE_HEADER = ["File", "Start Line", "End Line", "Operation Type", "Message",
-                 "Column", "Rule", "Severity", "Before", "After"]
-UNSUPPORTED_HEADER = ["File", "Start Line", "End Line", "OP", "Tips", "Rule"]
+                 "Cell", "Column", "Rule", "Severity", "Before", "After"]
+UNSUPPORTED_HEADER = ["File", "Start Line", "End Line", "OP", "Tips", "Cell", "Rule"]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -1,0 +1,144 @@
+"""Shell text -> :class:`ShellScan` with bashlex (a real parser: words, quotes, expansions, heredocs).
+
+bashlex does not know every bash construct (arrays, ``case``, ``[[ ]]``, ``$(( ))``). A text it cannot
+read as a whole is read one complete command at a time: a region grows line by line while the parser
+says "unexpected end of file" (an open quote, ``if`` without ``fi``, a heredoc); a region it refuses
+outright becomes :class:`Unparsed` lines. Those lines are never rewritten: the rules turn the ones
+that mention a CUDA setting into report rows (never a regex guess at what they mean).
+
+Comments and heredoc bodies are not part of bashlex's tree, so no rule ever sees (or edits) them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from transplant.shell.model import Command, Parameter, ShellScan, Unparsed, Word
+
+#: A region longer than this that still does not parse is given up (bounded time on odd input).
+MAX_REGION_LINES = 400
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Incomplete(Exception):
+    pass
+
+
+class _Refused(Exception):
+    pass
+
+
+def _bashlex_parse(text: str) -> list[Any]:
+    import bashlex
+
+    try:
+        return list(bashlex.parse(text))
+    except bashlex.errors.ParsingError as exc:
+        message = str(exc)
+        if "unexpected EOF" in message or "end-of-file" in message:
+            raise _Incomplete(message) from None
+        raise _Refused(message) from None
+    except AttributeError:
+        # bashlex fails this way on text that holds no command at all (blank lines, comments)
+        if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+            return []
+        raise _Refused("not a shell command bashlex can read") from None
+    except NotImplementedError as exc:
+        raise _Refused(f"bashlex does not support {exc or 'this construct'}") from None
+    except (IndexError, TypeError, ValueError, RecursionError) as exc:
+        raise _Refused(f"bashlex cannot read this ({type(exc).__name__})") from None
+
+
+def parse_into(scan: ShellScan, start: int, end: int) -> None:
+    """Parse ``scan.text[start:end]`` and add what it holds to ``scan`` (offsets into ``scan.text``)."""
+    text = scan.text[start:end]
+    if not text.strip():
+        return
+    try:
+        _collect(scan, _bashlex_parse(text), start)
+        return
+    except (_Incomplete, _Refused):
+        pass
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    i = 0
+    while i < len(lines):
+        j = i
+        while True:
+            # a line continued with a backslash is not a complete command yet
+            if lines[j].rstrip("\r\n").endswith("\\") and j + 1 < len(lines):
+                j += 1
+                continue
+            region = text[offsets[i]:offsets[j + 1]]
+            try:
+                nodes = _bashlex_parse(region)
+            except _Incomplete as exc:
+                if j + 1 < len(lines) and j - i < MAX_REGION_LINES:
+                    j += 1
+                    continue
+                _give_up(scan, text, offsets, i, j, start, str(exc))
+            except _Refused as exc:
+                _give_up(scan, text, offsets, i, j, start, str(exc))
+            else:
+                _collect(scan, nodes, start + offsets[i])
+            break
+        i = j + 1
+
+
+def _give_up(scan: ShellScan, text: str, offsets: list[int], first: int, last: int, base: int,
+             reason: str) -> None:
+    for k in range(first, last + 1):
+        line = text[offsets[k]:offsets[k + 1]].rstrip("\r\n")
+        if line.strip():
+            scan.unparsed.append(Unparsed(base + offsets[k], base + offsets[k] + len(line), line, reason))
+
+
+def _word(scan: ShellScan, node: Any, base: int) -> Word:
+    s, e = node.pos
+    return Word(base + s, base + e, node.word, scan.text[base + s:base + e])
+
+
+def _collect(scan: ShellScan, nodes: list[Any], base: int) -> None:
+    for node in nodes:
+        _visit(scan, node, base)
+
+
+def _visit(scan: ShellScan, node: Any, base: int) -> None:
+    kind = getattr(node, "kind", "")
+    if kind == "command":
+        assignments: list[Word] = []
+        words: list[Word] = []
+        for part in node.parts:
+            if part.kind == "assignment" and not words:
+                assignments.append(_word(scan, part, base))
+            elif part.kind in ("word", "assignment"):
+                words.append(_word(scan, part, base))
+        if assignments or words:
+            scan.commands.append(Command(tuple(assignments), tuple(words)))
+        for part in node.parts:
+            _visit(scan, part, base)
+        return
+    if kind == "parameter":
+        s, e = node.pos
+        raw = scan.text[base + s:base + e]
+        skip = 2 if raw.startswith("${") else 1
+        match = _NAME.match(raw, skip)
+        if match and raw.startswith("$"):
+            scan.parameters.append(Parameter(match.group(), base + s + skip, base + s, base + e))
+        return
+    if kind == "heredoc":
+        return  # documentation or a program for another interpreter: never ours to edit
+    if kind in ("commandsubstitution", "processsubstitution"):
+        _visit(scan, node.command, base)
+        return
+    for attr in ("parts", "list"):
+        for child in getattr(node, attr, None) or ():
+            _visit(scan, child, base)
+    if kind == "redirect":
+        target = getattr(node, "output", None)
+        if target is not None and not isinstance(target, int):
+            _visit(scan, target, base)
