@@ -158,7 +158,7 @@ def check_paths(src: Path, out: Path | None, *, force: bool, write: bool) -> Non
     if not src.exists():
         raise MigrationError(f"SRC is a dangling symlink: {src}")
     if src.is_file() and front_end_for(src.name) is None:
-        raise MigrationError(f"SRC must be a directory or a file transplant reads (.py, .ipynb, .sh, ...): {src}")
+        raise MigrationError(f"SRC must be a directory, a .py file or another file transplant reads (.ipynb, .sh, Dockerfile, ...): {src}")
     if not src.is_dir() and not src.is_file():
         raise MigrationError(f"SRC is neither a directory nor a file: {src}")
     if not write:

@@ -234,6 +234,10 @@ def unified_diff(result: FileResult, original: bytes) -> bytes:
     """A ``git diff``-style unified diff of one rewritten file, in the file's own bytes."""
     if result.new_source is None:
         return b""
+    if result.kind == "notebook":  # the JSON diff is unreadable: one diff per changed cell
+        from transplant.sources.notebook import cell_diff
+
+        return cell_diff(original, result.new_source, result.path)
     path = result.path.encode("utf-8", "surrogateescape")
     return b"".join(
         _ensure_newline(line)

@@ -44,6 +44,16 @@ def _shell(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str]) 
     return migrate_shell(source, rel, ruleset, modules)
 
 
+def _notebook(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str]) -> FileResult:
+    from transplant.sources.notebook import migrate_notebook
+
+    return migrate_notebook(source, rel, ruleset, modules)
+
+
+def _is_notebook(rel: str) -> bool:
+    return rel.endswith(".ipynb")
+
+
 def _is_python(rel: str) -> bool:
     from transplant.sources.python import matches
 
@@ -58,6 +68,7 @@ def _is_shell(rel: str) -> bool:
 
 FRONT_ENDS: list[FrontEnd] = [
     FrontEnd("python", _is_python, _python),
+    FrontEnd("notebook", _is_notebook, _notebook),
     FrontEnd("shell", _is_shell, _shell),
 ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from transplant.rules.model import StructuralRule
-from transplant.shell.kinds.launcher import launch_site, launcher_options
+from transplant.shell.kinds.launcher import BOOL_OPTIONS, launch_site, launcher_options
 from transplant.shell.model import Findings, ShellScan
 
 
@@ -21,9 +21,13 @@ def check(rule: StructuralRule, scan: ShellScan, findings: Findings, rules: Sequ
         if k is None:
             continue
         words = command.words
-        if any(words[i].value in env_flags for i in launcher_options(words, k + 2)):
+        options = launcher_options(words, k + 2)
+        if any(words[i].value in env_flags for i in options):
             continue
-        script = next((w for w in words[k + 2:] if not w.value.startswith("-")), None)
+        after = max([k + 1, *options]) + 1
+        if options and "=" not in words[options[-1]].value and words[options[-1]].value not in BOOL_OPTIONS:
+            after += 1  # the last option's value
+        script = words[after] if after < len(words) else None
         op = f"{words[k + 1].value} without --use_env"
         tip = rule.tip + (f" (script: {script.value})" if script is not None else "")
         findings.report(rule, words[k].start, words[k + 1].end, op, tip)
