@@ -30,11 +30,24 @@ class _Refused(Exception):
     pass
 
 
+# bashlex 0.18 looks for a quoted heredoc delimiter with its quotes (`<<'EOF'` waits for a line `'EOF'`).
+_QUOTED_HEREDOC = re.compile(r"""<<(-?)[ \t]*(['"])([A-Za-z_][A-Za-z0-9_.-]*)\2""")
+
+
+def _unquote_heredocs(text: str) -> str:
+    """Same length, delimiters unquoted (bashlex never expands a heredoc body, so nothing else changes)."""
+    def repl(match: re.Match[str]) -> str:
+        plain = f"<<{match.group(1)}{match.group(3)}"
+        return plain + " " * (len(match.group()) - len(plain))
+
+    return _QUOTED_HEREDOC.sub(repl, text) if "<<" in text else text
+
+
 def _bashlex_parse(text: str) -> list[Any]:
     import bashlex
 
     try:
-        return list(bashlex.parse(text))
+        return list(bashlex.parse(_unquote_heredocs(text)))
     except bashlex.errors.ParsingError as exc:
         message = str(exc)
         if "unexpected EOF" in message or "end-of-file" in message:

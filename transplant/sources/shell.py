@@ -9,6 +9,7 @@ Bytes are decoded with ``surrogateescape`` so that any byte the rules do not tou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Collection, Sequence
@@ -179,10 +180,13 @@ def scan_file(text: str, kind: str) -> ShellScan:
     return scan
 
 
-def rows(findings: Findings, index: LineIndex) -> tuple[list[Change], list[Unsupported]]:
+def rows(findings: Findings, index: LineIndex, text: str = "") -> tuple[list[Change], list[Unsupported]]:
     """Report rows of ``findings`` with file lines and columns."""
     changes = []
     for change in findings.changes:
+        if text[change.start - 1:change.start] == '"' == text[change.end:change.end + 1] and '"' in change.before:
+            # a Dockerfile exec form: show the JSON strings whole, not from inside their quotes
+            change = dataclasses.replace(change, before=f'"{change.before}"', after=f'"{change.after}"')
         line, column = index.position(change.start)
         end_line, _ = index.position(max(change.start, change.end - 1))
         changes.append(Change(change.rule, line, end_line, column, Operation.MODIFY, change.message,
@@ -207,7 +211,7 @@ def migrate_shell(source: bytes, rel: str, ruleset: RuleSet, project_modules: Co
     text = source.decode("utf-8", "surrogateescape")
     scan = scan_file(text, kind)
     findings = check_scan(scan, rules)
-    changes, unsupported = rows(findings, LineIndex(text))
+    changes, unsupported = rows(findings, LineIndex(text), text)
     edits: list[Edit] = [e for change in findings.changes for e in change.edits]
     if not edits:
         return FileResult(path=rel, status=Status.UNCHANGED, unsupported=unsupported, kind="shell")
