@@ -35,7 +35,24 @@ class FrontEnd:
 def _python(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str]) -> FileResult:
     from transplant.sources.python import migrate_python
 
-    return migrate_python(source, rel, ruleset, modules)
+    result = migrate_python(source, rel, ruleset, modules)
+    if rel.rsplit("/", 1)[-1] == "setup.py":  # also a dependency declaration: its rows join the file's
+        from transplant.sources.requirements import requirement_rows
+
+        result.unsupported = [*result.unsupported, *requirement_rows(source, rel, ruleset)]
+    return result
+
+
+def _requirements(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str]) -> FileResult:
+    from transplant.sources.requirements import migrate_requirements
+
+    return migrate_requirements(source, rel, ruleset, modules)
+
+
+def _is_requirements(rel: str) -> bool:
+    from transplant.sources.requirements import matches
+
+    return matches(rel)
 
 
 def _shell(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str]) -> FileResult:
@@ -70,6 +87,7 @@ FRONT_ENDS: list[FrontEnd] = [
     FrontEnd("python", _is_python, _python),
     FrontEnd("notebook", _is_notebook, _notebook),
     FrontEnd("shell", _is_shell, _shell),
+    FrontEnd("requirements", _is_requirements, _requirements),
 ]
 
 #: Rule kinds handled by the front ends here rather than by the libcst engine.
@@ -78,11 +96,9 @@ def source_rule_kinds() -> list[str]:
     from transplant.shell.kinds import SHELL_KINDS
 
     kinds = list(SHELL_KINDS)
-    try:
-        from transplant.sources.requirements import REQUIREMENT_KINDS
-        kinds += list(REQUIREMENT_KINDS)
-    except ImportError:
-        pass
+    from transplant.sources.requirements import REQUIREMENT_KINDS
+
+    kinds += list(REQUIREMENT_KINDS)
     try:
         from transplant.sources.config import CONFIG_KINDS
         kinds += list(CONFIG_KINDS)
