@@ -158,13 +158,16 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 130 interrup
               help="Enable mixed precision in the migrated code (bare --amp means fp16).")
 @click.option("--npu-fused-optimizers", is_flag=True,
               help="Replace torch/apex optimizers with torch_npu's fused NPU optimizers where equivalent.")
+@click.option("--rewrite-configs", is_flag=True,
+              help="Also rewrite device/backend values (cuda, gpu, nccl) of YAML/JSON/INI config files "
+                   "(by default they are review rows only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
 def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tuple[Path, ...],
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-        quiet: bool) -> None:
+        rewrite_configs: bool, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -177,7 +180,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
     code = migrate_command(
         src=src, out=out, rule_files=rule_files, select=select, ignore=ignore, exclude=exclude, diff=diff,
         check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
-        npu_fused_optimizers=npu_fused_optimizers, quiet=quiet,
+        npu_fused_optimizers=npu_fused_optimizers, quiet=quiet, rewrite_configs=rewrite_configs,
     )
     sys.exit(code)
 
@@ -185,7 +188,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
 def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...], select: tuple[str, ...],
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-                    quiet: bool) -> int:
+                    quiet: bool, rewrite_configs: bool = False) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.report import summary_lines, unified_diff, write_reports
@@ -194,7 +197,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
 
     write = not (diff or check)
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
-                        amp=amp, npu_fused_optimizers=npu_fused_optimizers)
+                        amp=amp, npu_fused_optimizers=npu_fused_optimizers, rewrite_configs=rewrite_configs)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
                                write=write, force=force, entry=entry)
     try:

@@ -65,6 +65,7 @@ class RuleConfig:
     ignore: tuple[str, ...] = ()
     amp: str | None = None
     npu_fused_optimizers: bool = False
+    rewrite_configs: bool = False   # --rewrite-configs: device/backend values of config files (TP68x)
 
     def load(self) -> Any:
         """Load and validate the rule set (raises ``transplant.rules.RuleFileError``)."""
@@ -74,7 +75,8 @@ class RuleConfig:
             extra_files=self.extra_files,
             select=self.select,
             ignore=self.ignore,
-            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers},
+            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers,
+                     "rewrite_configs": self.rewrite_configs},
         )
         _refuse_unknown_kinds(ruleset)
         return ruleset

@@ -171,6 +171,7 @@ def _options(migration: Migration) -> dict[str, object]:
         "exclude": list(options.exclude),
         "amp": options.rules.amp,
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
+        "rewrite_configs": options.rules.rewrite_configs,
         "entry": options.entry,
     }
 

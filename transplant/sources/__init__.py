@@ -49,6 +49,18 @@ def _requirements(source: bytes, rel: str, ruleset: RuleSet, modules: Collection
     return migrate_requirements(source, rel, ruleset, modules)
 
 
+def _config(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str]) -> FileResult:
+    from transplant.sources.config import migrate_config
+
+    return migrate_config(source, rel, ruleset, modules)
+
+
+def _is_config(rel: str) -> bool:
+    from transplant.sources.config import matches
+
+    return matches(rel)
+
+
 def _is_requirements(rel: str) -> bool:
     from transplant.sources.requirements import matches
 
@@ -88,6 +100,7 @@ FRONT_ENDS: list[FrontEnd] = [
     FrontEnd("notebook", _is_notebook, _notebook),
     FrontEnd("shell", _is_shell, _shell),
     FrontEnd("requirements", _is_requirements, _requirements),
+    FrontEnd("config", _is_config, _config),
 ]
 
 #: Rule kinds handled by the front ends here rather than by the libcst engine.
@@ -99,11 +112,9 @@ def source_rule_kinds() -> list[str]:
     from transplant.sources.requirements import REQUIREMENT_KINDS
 
     kinds += list(REQUIREMENT_KINDS)
-    try:
-        from transplant.sources.config import CONFIG_KINDS
-        kinds += list(CONFIG_KINDS)
-    except ImportError:
-        pass
+    from transplant.sources.config import CONFIG_KINDS
+
+    kinds += list(CONFIG_KINDS)
     return kinds
 
 
