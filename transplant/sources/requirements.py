@@ -95,8 +95,10 @@ def _findings(number: int, entry: str, rules: list[StructuralRule]) -> Iterator[
     for rule in rules:
         data = rule.data
         if "packages" in data and package:
-            for pattern, tip in data["packages"].items():
-                if fnmatch.fnmatchcase(package, _normal(pattern).replace("-*", "*") if pattern.endswith("*") else _normal(pattern)):
+            # an exact name wins over a glob (`nvidia-ml-py` over `nvidia-*`), then the longest glob
+            patterns = sorted(data["packages"].items(), key=lambda item: ("*" in item[0], -len(item[0])))
+            for pattern, tip in patterns:
+                if fnmatch.fnmatchcase(package, _normal(pattern)):
                     yield Unsupported(rule.id, number, number, entry, tip or rule.tip)
                     break
         if "local_version" in data and package in {_normal(p) for p in data.get("local_version_packages", [])}:

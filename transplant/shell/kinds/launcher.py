@@ -56,8 +56,10 @@ def check(rule: StructuralRule, scan: ShellScan, findings: Findings, rules: Sequ
         literal = (interp is not None and command.name_index() == k - 1 and interp.raw == interp.value
                    and interpreter.match(interp.value.rsplit("/", 1)[-1]))
         if not literal:
-            shown = scan.text[(interp or words[k]).start:module.end]
-            findings.report(rule, (interp or words[k]).start, module.end, shown,
+            index = command.name_index()
+            first = words[index] if index is not None and index < k else words[k]
+            shown = scan.text[first.start:module.end]
+            findings.report(rule, first.start, module.end, shown,
                             f"not rewritten (the interpreter is not a plain `python` word): replace `{shown}` "
                             f"with `{target}` by hand, keeping the launcher options. {rule.tip}".strip())
             continue
