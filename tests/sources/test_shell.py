@@ -113,3 +113,15 @@ def test_apply_edits_refuses_overlaps() -> None:
     assert apply_edits("abcdef", [Edit(4, 5, "E"), Edit(0, 1, "A")]) == "AbcdEf"
     with pytest.raises(OverlappingEdits):
         apply_edits("abcdef", [Edit(0, 3, "x"), Edit(2, 4, "y")])
+
+
+def test_parse_time_is_bounded_on_odd_input(ruleset) -> None:
+    # an unmatched quote on line 1 and 3,000 lines after it: regions grow by doubling, within a budget
+    from transplant.shell.model import ShellScan
+    from transplant.shell.parse import MAX_REGION_LINES, parse_into
+
+    text = 'echo "open\n' + "export CUDA_VISIBLE_DEVICES=0\n" * 3000
+    scan = ShellScan(text)
+    parse_into(scan, 0, len(text))
+    assert len(scan.unparsed) <= 2 * MAX_REGION_LINES
+    assert len(scan.commands) >= 3000 - 2 * MAX_REGION_LINES

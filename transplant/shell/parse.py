@@ -17,7 +17,11 @@ from typing import Any
 from transplant.shell.model import Command, Parameter, ShellScan, Unparsed, Word
 
 #: A region longer than this that still does not parse is given up (bounded time on odd input).
-MAX_REGION_LINES = 400
+MAX_REGION_LINES = 256
+#: Re-reading regions may cost at most this many times the snippet's size (plus a constant); the
+#: lines left when it is spent are Unparsed, so an odd 20,000-line script still takes seconds.
+PARSE_BUDGET_FACTOR = 20
+PARSE_BUDGET_CONSTANT = 200_000
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -78,28 +82,64 @@ def parse_into(scan: ShellScan, start: int, end: int) -> None:
     offsets = [0]
     for line in lines:
         offsets.append(offsets[-1] + len(line))
+    budget = [PARSE_BUDGET_FACTOR * len(text) + PARSE_BUDGET_CONSTANT]
     i = 0
     while i < len(lines):
-        j = i
-        while True:
-            # a line continued with a backslash is not a complete command yet
-            if lines[j].rstrip("\r\n").endswith("\\") and j + 1 < len(lines):
-                j += 1
-                continue
-            region = text[offsets[i]:offsets[j + 1]]
-            try:
-                nodes = _bashlex_parse(region)
-            except _Incomplete as exc:
-                if j + 1 < len(lines) and j - i < MAX_REGION_LINES:
-                    j += 1
-                    continue
-                _give_up(scan, text, offsets, i, j, start, str(exc))
-            except _Refused as exc:
-                _give_up(scan, text, offsets, i, j, start, str(exc))
-            else:
-                _collect(scan, nodes, start + offsets[i])
-            break
+        if budget[0] <= 0:
+            _give_up(scan, text, offsets, i, len(lines) - 1, start, "parse time budget spent on this file")
+            return
+        j, nodes, reason = _region(text, lines, offsets, i, budget)
+        if nodes is None:
+            _give_up(scan, text, offsets, i, j, start, reason)
+        else:
+            _collect(scan, nodes, start + offsets[i])
         i = j + 1
+
+
+def _region(text: str, lines: list[str], offsets: list[int], i: int,
+            budget: list[int]) -> tuple[int, list[Any] | None, str]:
+    """The shortest complete command region from line ``i``: (last line, nodes or None, reason).
+
+    While the parser wants more (an open ``if``, quote or heredoc) the region grows by 1, 2, 4, ...
+    lines, so a long block costs a few parses, not one per line; a refusal right after a jump walks
+    the last jump's lines one by one (the construct may have closed before the refused line).
+    """
+    def complete(j: int) -> int:
+        # a line continued with a backslash is not a complete command yet
+        while j + 1 < len(lines) and lines[j].rstrip("\r\n").endswith("\\"):
+            j += 1
+        return j
+
+    def attempt(j: int) -> tuple[str, list[Any] | None, str]:
+        region = text[offsets[i]:offsets[j + 1]]
+        budget[0] -= len(region)
+        try:
+            return "ok", _bashlex_parse(region), ""
+        except _Incomplete as exc:
+            return "more", None, str(exc)
+        except _Refused as exc:
+            return "refused", None, str(exc)
+
+    j, known_incomplete, step = complete(i), None, 1
+    while True:
+        state, nodes, reason = attempt(j)
+        if state == "ok":
+            return j, nodes, ""
+        if state == "more":
+            if j + 1 >= len(lines) or j - i >= MAX_REGION_LINES or budget[0] <= 0:
+                return j, None, reason
+            known_incomplete, j, step = j, complete(min(len(lines) - 1, j + step)), step * 2
+            continue
+        if known_incomplete is not None and step > 2:
+            k = complete(known_incomplete + 1)
+            while k < j:
+                state, nodes, reason_k = attempt(k)
+                if state == "ok":
+                    return k, nodes, ""
+                if state == "refused":
+                    return k, None, reason_k
+                k = complete(k + 1)
+        return j, None, reason
 
 
 def _give_up(scan: ShellScan, text: str, offsets: list[int], first: int, last: int, base: int,
