@@ -33,6 +33,7 @@ _KIND_DOC = {
     "docker_base_image": "Dockerfile `FROM` a CUDA base image (row)",
     "shell_unparsed": "shell: a line bashlex cannot read that mentions a CUDA word (row, never rewritten)",
     "requirement": "dependency files: CUDA-only packages, CUDA wheel pins and indexes (rows, never rewritten)",
+    "notebook_cell": "a notebook code cell neither engine reads that mentions a CUDA word (row)",
     "config_key": "YAML/JSON/INI: device/backend keys with a CUDA value (rows; rewritten with --rewrite-configs)",
 }
 

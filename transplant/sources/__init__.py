@@ -114,7 +114,7 @@ def source_rule_kinds() -> list[str]:
     kinds += list(REQUIREMENT_KINDS)
     from transplant.sources.config import CONFIG_KINDS
 
-    kinds += list(CONFIG_KINDS)
+    kinds += list(CONFIG_KINDS) + ["notebook_cell"]
     return kinds
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from transplant.results import Change, FileResult, Status, Unsupported
 from transplant.rules import RuleSet
+from transplant.rules.model import StructuralRule
 from transplant.sources.edits import Edit, LineIndex, apply_edits
 
 MARKER = "# transplant: notebook cell {n}"
@@ -41,6 +42,7 @@ _PLACEHOLDER_RE = re.compile(r"__transplant_ipython_(\d+)__")
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 SHELL_CELL_MAGICS = frozenset({"bash", "sh", "script"})
 SHELL_LINE_MAGICS = frozenset({"sx", "system"})
+DISPLAY_CELL_MAGICS = frozenset({"html", "markdown", "latex", "javascript", "js", "svg"})
 
 
 def matches(rel: str) -> bool:
@@ -100,6 +102,7 @@ class _Cell:
     python: bool = True          # goes into the combined Python source
     shell_body: tuple[int, int] | None = None   # %%bash cell: span of the body
     masked: str = ""
+    not_read: str = ""           # why neither engine reads this cell (TP690)
 
 
 _ASSIGN_SHELL = re.compile(r"([ \t]*[A-Za-z_][\w.]*[ \t]*=[ \t]*)(!|%sx\b|%system\b)")
@@ -123,6 +126,8 @@ def _scan_cell(number: int, source: str) -> _Cell:
             return cell
         if name not in PYTHON_CELL_MAGICS:
             cell.python = False
+            # display cells (%%html, %%markdown, ...) are text, not code to migrate
+            cell.not_read = "" if name in DISPLAY_CELL_MAGICS else f"cell magic %%{name}"
             return cell
     for i, line in enumerate(lines):
         body = line.rstrip("\r\n")
@@ -176,8 +181,13 @@ def _mask(cell: _Cell) -> None:
         cell.magics = [m for k, m in enumerate(cell.magics) if k in seen]
     try:
         compile(masked, f"cell {cell.number}", "exec", dont_inherit=True, flags=0x2000)  # top-level await ok
-    except (SyntaxError, ValueError):
+    except SyntaxError as exc:
         cell.python = False
+        cell.not_read = f"not Python after masking IPython syntax (line {exc.lineno}: {exc.msg})"
+        return
+    except ValueError:
+        cell.python = False
+        cell.not_read = "not Python after masking IPython syntax"
         return
     cell.masked = masked
 
@@ -246,7 +256,13 @@ def migrate_notebook(source: bytes, rel: str, ruleset: RuleSet, project_modules:
     changes: list[Change] = []
     unsupported: list[Unsupported] = []
     shell_edits: dict[int, list[Edit]] = {}
+    unread = [r for r in ruleset if isinstance(r, StructuralRule) and r.kind == "notebook_cell"]
     for cell in cells:
+        for rule in unread:
+            if cell.not_read and any(w in cell.source for w in rule.data["words"]):
+                lines = max(1, cell.source.count("\n") + (not cell.source.endswith("\n")))
+                unsupported.append(Unsupported(rule.id, 1, lines, f"cell {cell.number}: {cell.not_read}",
+                                               rule.tip, 1, cell=cell.number))
         edits, rows_c, rows_u = _shell_of_cell(cell, ruleset)
         shell_edits[cell.number] = edits
         changes += rows_c
