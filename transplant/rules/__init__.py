@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 # Options that reach rule kinds (see prompts/rules_format.md): set from the CLI.
-DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False, "rewrite_configs": False}
+DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False}
 
 
 class RuleFileError(Exception):
