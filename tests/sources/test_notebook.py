@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from transplant.results import Status
+from transplant.results import FileResult, Status
 from transplant.rules import load_ruleset
 from transplant.sources import migrate_file
 from transplant.sources.notebook import cell_diff, cell_source, to_script
@@ -123,3 +123,23 @@ def test_migrated_notebook_trains_on_emulated_npu(ruleset, tmp_path: Path) -> No
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "final loss" in done.stdout and "npu:0" in done.stdout
+
+
+def test_engine_failure_leaves_the_notebook_and_claims_no_edit(ruleset, monkeypatch) -> None:
+    import transplant.rewrite
+
+    def failing(source, path, rules, **kwargs):
+        return FileResult(path=path, status=Status.FAILED, reason=f"{path}:3: cannot parse")
+
+    monkeypatch.setattr(transplant.rewrite, "rewrite_source", failing)
+    source = (FIXTURES / "tiny_train.in.ipynb").read_bytes()
+    result = migrate_file(source, "tiny_train.ipynb", ruleset)
+    # the shell lines would have changed, but a notebook is written whole or not at all
+    assert result.status is Status.FAILED and result.new_source is None and not result.changes
+    assert result.reason == "tiny_train.ipynb:3: cannot parse"
+    assert {u.rule for u in result.unsupported} >= {"TP630", "TP611"}
+
+
+def test_not_json_is_a_clear_failure(ruleset) -> None:
+    result = migrate_file(b"{not json", "broken.ipynb", ruleset)
+    assert result.status is Status.FAILED and result.reason.startswith("broken.ipynb:1: not a notebook")

@@ -308,7 +308,7 @@ def migrate_notebook(source: bytes, rel: str, ruleset: RuleSet, project_modules:
         if text != cell.source:
             new_sources[cell.number] = text
 
-    if failure and not changes:
+    if failure:  # the code cells could not be read: leave the whole notebook as it is (no change rows)
         return FileResult(path=rel, status=Status.FAILED, kind="notebook", unsupported=unsupported, reason=failure)
     if not new_sources:
         return FileResult(path=rel, status=Status.UNCHANGED, kind="notebook", unsupported=unsupported)
