@@ -42,6 +42,7 @@ _PLACEHOLDER_RE = re.compile(r"__transplant_ipython_(\d+)__")
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 SHELL_CELL_MAGICS = frozenset({"bash", "sh", "script"})
 SHELL_LINE_MAGICS = frozenset({"sx", "system"})
+INSTALL_LINE_MAGICS = frozenset({"pip", "conda", "mamba"})
 DISPLAY_CELL_MAGICS = frozenset({"html", "markdown", "latex", "javascript", "js", "svg"})
 
 
@@ -152,6 +153,8 @@ def _scan_cell(number: int, source: str) -> _Cell:
                 magic.env_key = (start + env.start(1), start + env.end(1))
             elif word in SHELL_LINE_MAGICS:
                 magic.shell = (start + 1 + len(word), end)
+            elif word in INSTALL_LINE_MAGICS:  # %pip install ... reads as the shell command pip install ...
+                magic.shell = (start + 1, end)
             cell.magics.append(magic)
         elif _HELP.match(body):
             cell.magics.append(_Magic(start, end))
@@ -200,7 +203,7 @@ def _shell_of_cell(cell: _Cell, ruleset: RuleSet) -> tuple[list[Edit], list[Chan
     from transplant.shell.kinds import check_scan
     from transplant.shell.model import ShellScan, Word
     from transplant.shell.parse import parse_into
-    from transplant.sources.shell import rows, shell_rules
+    from transplant.sources.shell import install_rows, rows, shell_rules
 
     rules = shell_rules(ruleset)
     if not rules or (not cell.magics and cell.shell_body is None):
@@ -215,7 +218,8 @@ def _shell_of_cell(cell: _Cell, ruleset: RuleSet) -> tuple[list[Edit], list[Chan
             s, e = magic.env_key
             scan.env_keys.append(Word(s, e, cell.source[s:e], cell.source[s:e]))
     findings = check_scan(scan, rules)
-    changes, unsupported = rows(findings, LineIndex(cell.source))
+    changes, unsupported = rows(findings, LineIndex(cell.source), cell.source)
+    unsupported += install_rows(scan, ruleset, LineIndex(cell.source))
     edits = [e for change in findings.changes for e in change.edits]
     return (edits, [dataclasses.replace(c, cell=cell.number) for c in changes],
             [dataclasses.replace(u, cell=cell.number) for u in unsupported])

@@ -108,6 +108,12 @@ def _findings(number: int, entry: str, rules: list[StructuralRule]) -> Iterator[
             yield Unsupported(rule.id, number, number, entry, rule.tip)
 
 
+def entry_rows(entry: str, line: int, ruleset: RuleSet, column: int = 1) -> list[Unsupported]:
+    """The rows of one requirement or index option (also used for ``pip install`` words in shell text)."""
+    rules = [r for r in ruleset if isinstance(r, StructuralRule) and r.kind in REQUIREMENT_KINDS]
+    return [Unsupported(u.rule, line, line, u.op, u.tip, column) for u in _findings(line, entry, rules)]
+
+
 def requirement_rows(source: bytes, rel: str, ruleset: RuleSet) -> list[Unsupported]:
     """The rows of one dependency file (``rel`` decides how it is read)."""
     rules = [r for r in ruleset if isinstance(r, StructuralRule) and r.kind in REQUIREMENT_KINDS]

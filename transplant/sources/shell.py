@@ -199,19 +199,60 @@ def rows(findings: Findings, index: LineIndex, text: str = "") -> tuple[list[Cha
     return changes, unsupported
 
 
+_INSTALLERS = frozenset({"pip", "pip3", "conda", "mamba", "micromamba"})
+_INDEX_OPTIONS = frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"})
+_VALUE_OPTIONS = _INDEX_OPTIONS | {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-t",
+                                   "--target", "-n", "--name", "-p", "--prefix", "--channel"}
+
+
+def install_rows(scan: ShellScan, ruleset: RuleSet, index: LineIndex) -> list[Unsupported]:
+    """Requirement rows (TP66x) for the packages and indexes of ``pip install`` / ``conda install``."""
+    from transplant.sources.requirements import entry_rows
+
+    out: list[Unsupported] = []
+    for command in scan.commands:
+        words = command.words
+        at = command.name_index()
+        if at is None:
+            continue
+        program = words[at].value.rsplit("/", 1)[-1]
+        if program.startswith("python") and at + 2 < len(words) and words[at + 1].value == "-m":
+            at, program = at + 2, words[at + 2].value
+        if not (program in _INSTALLERS or re.fullmatch(r"pip[0-9.]+", program)):
+            continue
+        if at + 1 >= len(words) or words[at + 1].value != "install":
+            continue
+        i = at + 2
+        while i < len(words):
+            word = words[i]
+            name, sep, _ = word.value.partition("=")
+            if word.value.startswith("-"):
+                if name in _INDEX_OPTIONS:
+                    value = word.value if sep else (f"{word.value} {words[i + 1].value}" if i + 1 < len(words) else "")
+                    line, column = index.position(word.start)
+                    out += entry_rows(value, line, ruleset, column)
+                i += 1 if sep or name not in _VALUE_OPTIONS else 2
+                continue
+            line, column = index.position(word.start)
+            out += entry_rows(word.value, line, ruleset, column)
+            i += 1
+    return out
+
+
 def migrate_shell(source: bytes, rel: str, ruleset: RuleSet, project_modules: Collection[str] = ()) -> FileResult:
     """Migrate one script / Makefile / Dockerfile: CHANGED with ``new_source``, or UNCHANGED with rows."""
     from transplant.shell.kinds import check_scan
 
     kind = dialect(rel) or "script"
     rules = shell_rules(ruleset)
-    triggers = trigger_words(rules)
+    triggers = trigger_words(rules) + ("install",)  # `pip install` lines get the requirement rules
     if not rules or not any(t.encode() in source for t in triggers):
         return FileResult(path=rel, status=Status.UNCHANGED, kind="shell")
     text = source.decode("utf-8", "surrogateescape")
     scan = scan_file(text, kind)
     findings = check_scan(scan, rules)
     changes, unsupported = rows(findings, LineIndex(text), text)
+    unsupported += install_rows(scan, ruleset, LineIndex(text))
     edits: list[Edit] = [e for change in findings.changes for e in change.edits]
     if not edits:
         return FileResult(path=rel, status=Status.UNCHANGED, unsupported=unsupported, kind="shell")
