@@ -143,3 +143,14 @@ def test_engine_failure_leaves_the_notebook_and_claims_no_edit(ruleset, monkeypa
 def test_not_json_is_a_clear_failure(ruleset) -> None:
     result = migrate_file(b"{not json", "broken.ipynb", ruleset)
     assert result.status is Status.FAILED and result.reason.startswith("broken.ipynb:1: not a notebook")
+
+
+def test_pip_magics_get_requirement_rows(ruleset) -> None:
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                     "source": ["%pip install torch==2.1.0+cu121 xformers\n", "!pip install -q bitsandbytes\n",
+                                "import torch\n"]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    result = migrate_file((json.dumps(nb, indent=1) + "\n").encode(), "setup.ipynb", ruleset)
+    assert result.status is Status.UNCHANGED
+    assert [(u.cell, u.line, u.rule, u.op) for u in result.unsupported] == [
+        (1, 1, "TP660", "torch==2.1.0+cu121"), (1, 1, "TP662", "xformers"), (1, 2, "TP662", "bitsandbytes")]
