@@ -80,7 +80,9 @@ def _notebook(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str
 
 
 def _is_notebook(rel: str) -> bool:
-    return rel.endswith(".ipynb")
+    from transplant.sources.notebook import matches
+
+    return matches(rel)
 
 
 def _is_python(rel: str) -> bool:
@@ -103,7 +105,6 @@ FRONT_ENDS: list[FrontEnd] = [
     FrontEnd("config", _is_config, _config),
 ]
 
-#: Rule kinds handled by the front ends here rather than by the libcst engine.
 def source_rule_kinds() -> list[str]:
     """Every rule kind a non-Python front end handles (for the loader's unknown-kind check)."""
     from transplant.shell.kinds import SHELL_KINDS
