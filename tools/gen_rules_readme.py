@@ -23,6 +23,18 @@ _KIND_DOC = {
     "tensor_type": "legacy tensor type names given as strings",
     "arguments": "add / rename / drop arguments of a qualified callable",
     "import": "add or remove imports",
+    "shell_envvar": "shell: environment variables set (`export`, `NAME=v cmd`, `env`, Dockerfile `ENV`, `%env`) or read (`$NAME`)",
+    "shell_envvar_report": "shell: a variable set with a known prefix and no mapping is a row in unsupported_api.csv",
+    "shell_launcher": "shell: `python -m torch.distributed.launch` becomes `torchrun`",
+    "shell_local_rank": "shell: a launch whose script must read `LOCAL_RANK` from the environment (row)",
+    "shell_flag_value": "shell: the value of a known backend flag",
+    "shell_command_report": "shell: a CUDA-only program (row with its Ascend equivalent)",
+    "shell_flag_report": "shell: a CUDA-only option of a program, e.g. `docker run --gpus` (row)",
+    "docker_base_image": "Dockerfile `FROM` a CUDA base image (row)",
+    "shell_unparsed": "shell: a line bashlex cannot read that mentions a CUDA word (row, never rewritten)",
+    "requirement": "dependency files: CUDA-only packages, CUDA wheel pins and indexes (rows, never rewritten)",
+    "notebook_cell": "a notebook code cell neither engine reads that mentions a CUDA word (row)",
+    "config_key": "YAML/JSON/INI: device/backend keys with a CUDA value (rows; rewritten with --rewrite-configs)",
 }
 
 
@@ -32,16 +44,24 @@ def _cell(text: str) -> str:
 
 def _names(rule: dict) -> list[str]:
     out: list[str] = []
-    for key in ("map", "names", "calls", "attributes", "strings", "module_suffixes", "method_chains", "add", "rename"):
+    sources = rule.get("sources", {})
+    for key in ("map", "names", "calls", "attributes", "strings", "module_suffixes", "method_chains", "add", "rename",
+                "prefixes", "commands", "images", "packages", "flags"):
         value = rule.get(key)
-        if isinstance(value, dict):
+        if isinstance(value, list):
+            out.append(f"{key}: " + ", ".join(f"`{v}`" for v in value))
+        elif isinstance(value, dict):
             for k, v in value.items():
-                if key in ("names", "strings", "module_suffixes", "method_chains"):
+                if key in ("names", "strings", "module_suffixes", "method_chains", "prefixes", "commands", "images",
+                           "packages", "flags"):
                     out.append(f"`{k}`" + (f" ({_cell(v)})" if v else ""))
                 elif key == "add":
                     out.append(f"adds `{k}={v}`")
                 else:
-                    out.append(f"`{k}` → `{v}`")
+                    out.append(f"`{k}` → `{v}`" + (f" (source: {_cell(sources[k])})" if k in sources else ""))
+    for key in ("modules", "keys"):
+        if rule.get(key):
+            out.append(f"{key}: " + ", ".join(f"`{v}`" for v in rule[key]))
     if rule.get("callable"):
         out.insert(0, f"callable `{rule['callable']}`")
     if rule.get("insert"):

@@ -171,13 +171,16 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error;
 @click.option("--trust-pickles", is_flag=True,
               help="Add weights_only=False to torch.load calls that may unpickle Python objects (only for "
                    "checkpoints from trusted sources; see transplant rules TP171).")
+@click.option("--rewrite-configs", is_flag=True,
+              help="Also rewrite device/backend values (cuda, gpu, nccl) of YAML/JSON/INI config files "
+                   "(by default they are review rows only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
 def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tuple[Path, ...],
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-        no_cross_file: bool, trust_pickles: bool, quiet: bool) -> None:
+        no_cross_file: bool, trust_pickles: bool, rewrite_configs: bool, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -191,7 +194,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         src=src, out=out, rule_files=rule_files, select=select, ignore=ignore, exclude=exclude, diff=diff,
         check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
         npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles, quiet=quiet,
-        cross_file=not no_cross_file,
+        cross_file=not no_cross_file, rewrite_configs=rewrite_configs,
     )
     sys.exit(code)
 
@@ -199,7 +202,8 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
 def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...], select: tuple[str, ...],
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-                    quiet: bool, trust_pickles: bool = False, cross_file: bool = True) -> int:
+                    quiet: bool, trust_pickles: bool = False, cross_file: bool = True,
+                    rewrite_configs: bool = False) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.display import one_line
@@ -209,7 +213,8 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
 
     write = not (diff or check)
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
-                        amp=amp, npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles)
+                        amp=amp, npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles,
+                        rewrite_configs=rewrite_configs)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
                                write=write, force=force, entry=entry, cross_file=cross_file)
     try:

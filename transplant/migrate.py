@@ -37,6 +37,7 @@ from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candida
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
 from transplant.outlock import OutLocked, locked_out
 from transplant.results import FileResult, Status
+from transplant.sources import front_end_for
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class RuleConfig:
     amp: str | None = None
     npu_fused_optimizers: bool = False
     trust_pickles: bool = False
+    rewrite_configs: bool = False   # --rewrite-configs: device/backend values of config files (TP68x)
 
     def load(self) -> Any:
         """Load and validate the rule set (raises ``transplant.rules.RuleFileError``)."""
@@ -74,7 +76,7 @@ class RuleConfig:
             select=self.select,
             ignore=self.ignore,
             options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers,
-                     "trust_pickles": self.trust_pickles},
+                     "trust_pickles": self.trust_pickles, "rewrite_configs": self.rewrite_configs},
         )
         _refuse_unknown_kinds(ruleset)
         return ruleset
@@ -86,7 +88,9 @@ def _refuse_unknown_kinds(ruleset: Any) -> None:
     from transplant.rules import RuleFileError
     from transplant.rules.model import NODE_KINDS, StructuralRule
 
-    known = set(registered_kinds())
+    from transplant.sources import source_rule_kinds
+
+    known = set(registered_kinds()) | set(source_rule_kinds())
     for rule in ruleset.rules:
         if isinstance(rule, StructuralRule) and rule.kind not in known:
             try:
@@ -113,7 +117,8 @@ class MigrationOptions:
 
 @dataclass
 class Tally:
-    """The final counts. ``python`` = changed + unchanged + failed; ``skipped`` counts any file type."""
+    """The final counts. changed + unchanged + failed = python + notebooks + shell + requirements + configs
+    (the files some front end read); ``skipped`` counts any file type."""
 
     files: int = 0        # every file found under SRC (and symlinks)
     python: int = 0       # Python files handed to the rewriter
@@ -125,6 +130,10 @@ class Tally:
     changes: int = 0      # rows of change_list.csv
     unsupported: int = 0  # rows of unsupported_api.csv
     native_ops: int = 0   # rows of cuda_op_list.csv
+    notebooks: int = 0    # .ipynb files read (transplant.sources.notebook)
+    shell: int = 0        # shell scripts, Makefiles, Dockerfiles read (transplant.sources.shell)
+    requirements: int = 0  # requirements / environment files read (rows only)
+    configs: int = 0      # YAML/JSON/INI config files read (transplant.sources.config)
 
 
 @dataclass
@@ -151,8 +160,8 @@ def check_paths(src: Path, out: Path | None, *, force: bool, write: bool) -> Non
         raise MigrationError(f"SRC does not exist: {src}")
     if not src.exists():
         raise MigrationError(f"SRC is a dangling symlink: {src}")
-    if src.is_file() and src.suffix != ".py":
-        raise MigrationError(f"SRC must be a directory or a .py file: {src}")
+    if src.is_file() and front_end_for(src.name) is None:
+        raise MigrationError(f"SRC must be a directory, a .py file or another file transplant reads (.ipynb, .sh, Dockerfile, ...): {src}")
     if not src.is_dir() and not src.is_file():
         raise MigrationError(f"SRC is neither a directory nor a file: {src}")
     if not write:
@@ -336,6 +345,8 @@ def build_project_index(python: list[tuple[str, str]], ruleset: Any) -> Any:
         return None
     sources: dict[str, bytes] = {}
     for path, rel in python:
+        if not rel.endswith(".py"):
+            continue  # notebooks, shell and config files are not importable modules
         try:
             with open(path, "rb") as handle:
                 sources[rel] = handle.read()
@@ -364,8 +375,8 @@ def project_modules(python_paths: Iterable[str]) -> frozenset[str]:
 
 
 def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
-    """Rewrite one Python file; returns its result and whether it looks like an entry script."""
-    from transplant.rewrite import rewrite_source
+    """Migrate one file with its front end; returns its result and whether it looks like an entry script."""
+    from transplant.sources import migrate_file
 
     path, rel = task
     try:
@@ -375,13 +386,14 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
         return FileResult(path=rel, status=Status.FAILED, reason=f"cannot read: {exc.strerror}"), False
     try:
         flow = _worker_index.flow_for(rel) if _worker_index is not None else None
-        result = rewrite_source(source, rel, _worker_ruleset, project_modules=_worker_project_modules, flow=flow)
+        result = migrate_file(source, rel, _worker_ruleset, project_modules=_worker_project_modules, flow=flow)
     except Exception as exc:  # an engine bug must not lose the rest of the run
         log.debug("rewriter crashed on %s", rel, exc_info=True)
-        result = FileResult(path=rel, status=Status.FAILED,
+        front_end = front_end_for(rel)
+        result = FileResult(path=rel, status=Status.FAILED, kind=front_end.kind if front_end else "python",
                             reason=f"internal error in the rewriter: {type(exc).__name__}: {exc}")
     result.path = rel
-    return result, is_entry_candidate(source)
+    return result, result.kind == "python" and is_entry_candidate(source)
 
 
 class _Rewrites:
@@ -488,7 +500,7 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
             skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED,
                                            reason=f"excluded by --exclude {pattern}")
             others.append(item)  # copied unchanged
-        elif item.kind == "file" and item.rel.endswith(".py"):
+        elif item.kind == "file" and front_end_for(item.rel) is not None:
             python.append((str(src_root / item.rel), item.rel))
         else:
             others.append(item)
@@ -549,7 +561,11 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
             tally.skipped += 1
         tally.changes += len(result.changes)
         tally.unsupported += len(result.unsupported)
-    tally.python = tally.changed + tally.unchanged + tally.failed
+    kinds = {"python": "python", "notebook": "notebooks", "shell": "shell", "requirements": "requirements",
+             "config": "configs"}
+    for result in results_by_rel.values():
+        if result.status is not Status.SKIPPED and result.kind in kinds:
+            setattr(tally, kinds[result.kind], getattr(tally, kinds[result.kind]) + 1)
     tally.native_ops = len(native_ops)
 
     results = [results_by_rel[rel] for rel in sorted(results_by_rel, key=_path_key)]

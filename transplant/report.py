@@ -30,18 +30,20 @@ if TYPE_CHECKING:  # report reads migrate's records; it never drives a migration
 
     from transplant.migrate import Migration
 
+# "Cell" is empty except for notebooks ("cell 3, line 2"; Start/End Line are then lines of that cell).
 CHANGE_COLUMNS = ["File", "Start Line", "End Line", "Operation Type", "Message",
-                  "Column", "Rule", "Severity", "Before", "After"]
-UNSUPPORTED_COLUMNS = ["File", "Start Line", "End Line", "OP", "Tips", "Rule"]
+                  "Cell", "Column", "Rule", "Severity", "Before", "After"]
+UNSUPPORTED_COLUMNS = ["File", "Start Line", "End Line", "OP", "Tips", "Cell", "Rule"]
 NATIVE_OP_COLUMNS = ["File", "Api", "Line"]
 
 
 def change_rows(migration: Migration) -> pd.DataFrame:
     """change_list.csv as a table, ordered by file, then position."""
     rows = [
-        [r.path, c.line, c.end_line, _value(c.operation), c.message, c.column, c.rule, c.severity, c.before, c.after]
+        [r.path, c.line, c.end_line, _value(c.operation), c.message, cell_label(c.cell, c.line), c.column, c.rule,
+         c.severity, c.before, c.after]
         for r in migration.results
-        for c in sorted(r.changes, key=lambda c: (c.line, c.column, c.end_line))
+        for c in sorted(r.changes, key=lambda c: (c.cell or 0, c.line, c.column, c.end_line))
     ]
     return _frame(rows, CHANGE_COLUMNS, ["Start Line", "End Line", "Column"])
 
@@ -51,11 +53,16 @@ def unsupported_rows(migration: Migration) -> pd.DataFrame:
     rows = [
         # Tips are never empty (the rule loader enforces it); the fallback still points somewhere useful.
         [r.path, u.line, u.end_line, u.op, u.tip.strip() or f"no NPU equivalent: see `transplant rules {u.rule}`",
-         u.rule]
+         cell_label(u.cell, u.line), u.rule]
         for r in migration.results
-        for u in sorted(r.unsupported, key=lambda u: (u.line, u.column, u.end_line))
+        for u in sorted(r.unsupported, key=lambda u: (u.cell or 0, u.line, u.column, u.end_line))
     ]
     return _frame(rows, UNSUPPORTED_COLUMNS, ["Start Line", "End Line"])
+
+
+def cell_label(cell: int | None, line: int) -> str:
+    """The ``Cell`` column: ``cell N, line M`` for a notebook row, empty otherwise."""
+    return "" if cell is None else f"cell {cell}, line {line}"
 
 
 def native_op_rows(migration: Migration) -> pd.DataFrame:
@@ -168,6 +175,7 @@ def _options(migration: Migration) -> dict[str, object]:
         "amp": options.rules.amp,
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
         "trust_pickles": options.rules.trust_pickles,
+        "rewrite_configs": options.rules.rewrite_configs,
         "entry": options.entry,
     }
 
@@ -213,8 +221,15 @@ def render_log(migration: Migration) -> str:
 def summary_lines(migration: Migration) -> list[str]:
     """The tally a person reads at the end of a run."""
     t = migration.tally
+    others = [(t.notebooks, "notebook(s)"), (t.shell, "shell/Makefile/Dockerfile"),
+              (t.requirements, "requirements"), (t.configs, "config(s)")]
+    if any(count for count, _ in others):
+        kinds = ", ".join(f"{count} {name}" for count, name in [(t.python, "Python"), *others] if count)
+        scanned = f"{t.changed + t.unchanged + t.failed} file(s) scanned ({kinds})"
+    else:
+        scanned = f"{t.python} Python file(s) scanned"
     return [
-        f"{t.python} Python file(s) scanned: {t.changed} changed, {t.unchanged} unchanged, "
+        f"{scanned}: {t.changed} changed, {t.unchanged} unchanged, "
         f"{t.failed} failed; {t.skipped} skipped; {t.copied} other file(s) copied",
         f"change_list.csv: {t.changes} row(s), unsupported_api.csv: {t.unsupported} row(s), "
         f"cuda_op_list.csv: {t.native_ops} row(s)",
@@ -225,6 +240,10 @@ def unified_diff(result: FileResult, original: bytes) -> bytes:
     """A ``git diff``-style unified diff of one rewritten file, in the file's own bytes."""
     if result.new_source is None:
         return b""
+    if result.kind == "notebook":  # the JSON diff is unreadable: one diff per changed cell
+        from transplant.sources.notebook import cell_diff
+
+        return cell_diff(original, result.new_source, result.path)
     shown = one_line(result.path)
     if shown == result.path:
         path = result.path.encode("utf-8", "surrogateescape")

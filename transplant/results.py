@@ -39,6 +39,7 @@ class Change:
     severity: str        # "safe" | "review"
     before: str          # source text of the node before the edit ("" for INSERT)
     after: str           # source text after the edit ("" for DELETE)
+    cell: int | None = None  # notebooks: 1-based cell number; line/end_line are then lines of that cell
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Unsupported:
     op: str              # the API as written / resolved, e.g. "torch.cuda.nvtx.range_push"
     tip: str             # never empty: what the user should do instead
     column: int = 1
+    cell: int | None = None  # notebooks: 1-based cell number; line/end_line are then lines of that cell
 
 
 @dataclass
@@ -61,3 +63,4 @@ class FileResult:
     new_source: bytes | None = None   # only when status is CHANGED
     changes: list[Change] = field(default_factory=list)
     unsupported: list[Unsupported] = field(default_factory=list)
+    kind: str = "python"              # the front end that read it (transplant.sources): python, notebook, ...

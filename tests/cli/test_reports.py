@@ -9,8 +9,8 @@ from pathlib import Path
 from cli_helpers import write_tree
 
 CHANGE_HEADER = ["File", "Start Line", "End Line", "Operation Type", "Message",
-                 "Column", "Rule", "Severity", "Before", "After"]
-UNSUPPORTED_HEADER = ["File", "Start Line", "End Line", "OP", "Tips", "Rule"]
+                 "Cell", "Column", "Rule", "Severity", "Before", "After"]
+UNSUPPORTED_HEADER = ["File", "Start Line", "End Line", "OP", "Tips", "Cell", "Rule"]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -95,7 +95,7 @@ def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
     assert report["failed"] == [{"file": "legacy.py", "reason": report["failed"][0]["reason"]}]
     assert report["skipped"] == [{"file": "README.md", "reason": "excluded by --exclude README.md"}]
     assert report["options"] == {"rules": [], "select": [], "ignore": [], "exclude": ["README.md"], "amp": None,
-                                 "npu_fused_optimizers": False, "trust_pickles": False, "entry": None}
+                                 "npu_fused_optimizers": False, "trust_pickles": False, "rewrite_configs": False, "entry": None}
     by_rule = report["by_rule"]
     assert sum(v["changes"] for v in by_rule.values()) == report["tally"]["changes"]
     assert by_rule["TP101"]["changes"] >= 1 and list(by_rule) == sorted(by_rule)
