@@ -52,12 +52,15 @@ WARNING_TEMPLATE = (
 )
 WARNING_FRAGMENTS = ("CAUTION: The operator '", "' is not currently supported ",
                      "on the NPU backend and will fall back to run on the CPU.")
+# {through} is one of FALLBACK_KINDS (torch_npu's CpuFallbackKind: the boxed dispatcher fallback for an
+# operator without an NPU kernel, or an NPU kernel that itself calls the CPU implementation).
 DISABLED_TEMPLATE = (
-    "The operator '{op}' would execute its main computation on CPU through dispatcher backend fallback, "
+    "The operator '{op}' would execute its main computation on CPU through {through}, "
     "but CPU fallback is disabled by TORCH_NPU_FALLBACK_CPU_DISABLE=1."
 )
+FALLBACK_KINDS = {"dispatcher": "dispatcher backend fallback", "explicit": "explicit CPU kernel"}
 DISABLED_FRAGMENTS = ("' would execute its main computation on CPU through ", "dispatcher backend fallback",
-                      ", but CPU fallback is disabled by TORCH_NPU_FALLBACK_CPU_DISABLE=1.")
+                      "explicit CPU kernel", ", but CPU fallback is disabled by TORCH_NPU_FALLBACK_CPU_DISABLE=1.")
 _SPECIFIC = re.compile(r"CAUTION: The operator '?(aten::[A-Za-z0-9_.]+)'?(?:,| and| is| need)")
 _OP_IN_TEXT = re.compile(r"aten::([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)")
 
@@ -151,7 +154,8 @@ def generate(wheel: Path) -> str:
         "npu_kernels": sorted(kernels),
         "custom_ops": sorted(custom),
         "explicit_cpu_fallback": {op: sorted(msgs) for op, msgs in sorted(specific.items())},
-        "messages": {"fallback_warning": WARNING_TEMPLATE, "fallback_disabled": DISABLED_TEMPLATE},
+        "messages": {"fallback_warning": WARNING_TEMPLATE, "fallback_disabled": DISABLED_TEMPLATE,
+                     "fallback_kinds": FALLBACK_KINDS},
     }
     return dumps(facts)
 

@@ -34,7 +34,8 @@ class NpuOps:
     custom: FrozenSet[str]
     explicit_cpu: Mapping[str, Tuple[str, ...]]  # op -> torch_npu's own CAUTION message(s)
     fallback_warning: str                       # template with {op}
-    fallback_disabled: str                      # template with {op}
+    fallback_disabled: str                      # template with {op} and {through}
+    fallback_kinds: Mapping[str, str]           # "dispatcher" / "explicit" -> torch_npu's wording
 
     def has_kernel(self, name: str, overload: str) -> bool:
         """True if torch_npu registers an NPU kernel for ``aten::name.overload`` (``""``: default)."""
@@ -58,6 +59,7 @@ def npu_ops() -> NpuOps:
         explicit_cpu={op: tuple(msgs) for op, msgs in data["explicit_cpu_fallback"].items()},
         fallback_warning=data["messages"]["fallback_warning"],
         fallback_disabled=data["messages"]["fallback_disabled"],
+        fallback_kinds=dict(data["messages"]["fallback_kinds"]),
     )
 
 
