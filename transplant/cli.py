@@ -337,16 +337,43 @@ def _format_field(name: str, value: Any) -> list[str]:
 @click.option("--strict-cuda", is_flag=True, help="Fail on any CUDA API the script still uses.")
 @click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
               help="Start N processes (an emulated torchrun with the hccl backend).")
+@click.option("--op-report", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="Record every operator reaching an npu tensor; write FILE (findings CSV), its .json and "
+                   "_ops.csv, and print a summary at exit.")
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run_command(strict_cuda: bool, nproc: int | None, script: str, args: tuple[str, ...]) -> None:
+def run_command(strict_cuda: bool, nproc: int | None, op_report: Path | None, script: str,
+                args: tuple[str, ...]) -> None:
     """Run SCRIPT (with its ARGS, passed through untouched) on the emulated NPU."""
     from transplant.emulate.runner import run
 
+    if op_report is None:
+        try:
+            code = run([script, *args], strict_cuda=strict_cuda, nproc=nproc)
+        except (RuntimeError, ValueError) as error:  # a real torch_npu present, a bad script/nproc
+            _fail(str(error), EXIT_USAGE)
+        sys.exit(code)
+
+    import tempfile
+
+    from transplant.analysis import op_report as reports
+
+    if not op_report.parent.is_dir():
+        _fail(f"--op-report: folder {op_report.parent} does not exist", EXIT_USAGE)
+    with tempfile.TemporaryDirectory(prefix="transplant-ops-") as records:
+        try:
+            code = run([script, *args], strict_cuda=strict_cuda, nproc=nproc, op_record_dir=records)
+        except (RuntimeError, ValueError) as error:
+            _fail(str(error), EXIT_USAGE)
+        report = reports.build(reports.load_records(Path(records)), base=Path.cwd())
+    if report.processes == 0:
+        click.echo("transplant: op report: no process recorded anything (did the script import torch?)", err=True)
     try:
-        code = run([script, *args], strict_cuda=strict_cuda, nproc=nproc)
-    except (RuntimeError, ValueError) as error:  # a real torch_npu present, a bad script/nproc
-        _fail(str(error), EXIT_USAGE)
+        written = reports.write(report, op_report)
+    except OSError as exc:
+        _fail(f"--op-report: {exc.strerror or exc} ({exc.filename or op_report})", EXIT_CHECK_FAILED)
+    for line in reports.summary_lines(report, written):
+        click.echo(f"transplant: {line}", err=True)
     sys.exit(code)
 
 

@@ -131,6 +131,12 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
         fixes.install()
         tensor.install_data_property()
         strict.set_mode(strict_cuda)
+        # 6. `transplant run --op-report`: record the operators reaching npu tensors.
+        report_dir = os.environ.get("TRANSPLANT_OP_REPORT_DIR")
+        if report_dir:
+            from transplant.emulate import oprecord
+
+            oprecord.start(report_dir)
         _state.active = True
         _active = True
 

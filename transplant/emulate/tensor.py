@@ -155,6 +155,8 @@ class NpuTensor(torch.Tensor):
 
     # --- Python-side overrides of what torch refuses or gets wrong for subclasses ---------------
     def __repr__(self, *, tensor_contents: Optional[str] = None) -> str:
+        if _record is not None:  # printing copies the tensor to the host on the device
+            _record("print", (self,), None)
         return _repr(self)
 
     def __format__(self, spec: str) -> str:
@@ -251,7 +253,7 @@ def _mismatch(func: Any, index: int, other: torch.Tensor) -> RuntimeError:
 
 _PIN_MEMORY = torch.ops.aten._pin_memory.default
 # Set by transplant.emulate.oprecord while `transplant run --op-report` records: called with every op.
-_record: Optional[Callable[[Any, tuple], None]] = None
+_record: Optional[Callable[[Any, tuple, Optional[dict]], None]] = None
 
 
 def _dispatch(func, args, kwargs):
@@ -267,7 +269,7 @@ def _dispatch(func, args, kwargs):
     if info.refuse is not None:
         info.refuse(args)
     if _record is not None:
-        _record(func, args)
+        _record(func, args, kwargs)
     index = -1
     foreign = None
     new_args = []
