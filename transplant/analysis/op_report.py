@@ -21,7 +21,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -79,7 +79,9 @@ class OpRow:
     more_signatures: int = 0
     fallback: Optional[str] = None
     fallback_message: str = ""
+    fallback_op: str = ""               # the operator torch_npu lacks (a structured op's out= variant)
     sync: str = ""
+    order: Tuple[int, int] = (0, 0)     # (process, position of its first call in that process)
 
     @property
     def qualified(self) -> str:
@@ -161,7 +163,7 @@ def build(records: Sequence[dict], *, base: Optional[Path] = None) -> OpReport:
     """Merge the processes' records and draw the findings (deterministic order)."""
     rows: Dict[Tuple[str, str, str, int], OpRow] = {}
     steps = 0
-    for record in records:
+    for process, record in enumerate(records):
         steps = max(steps, int(record.get("steps", 0)))
         for raw in record.get("ops", ()):
             key = (raw["op"], raw["overload"], raw["file"], raw["line"])
@@ -170,7 +172,9 @@ def build(records: Sequence[dict], *, base: Optional[Path] = None) -> OpReport:
                 row = rows[key] = OpRow(op=raw["op"], overload=raw["overload"], file=_relative(raw["file"], base),
                                         line=raw["line"], function=raw["function"] or (NO_USER_FRAME if not raw["file"] else ""),
                                         fallback=raw.get("fallback"),
-                                        fallback_message=raw.get("fallback_message", ""), sync=raw.get("sync", ""))
+                                        fallback_message=raw.get("fallback_message", ""),
+                                        fallback_op=raw.get("fallback_op", ""), sync=raw.get("sync", ""),
+                                        order=(process, raw.get("order", 0)))
             row.count += raw["count"]
             known = {json.dumps(s["inputs"], sort_keys=True): s for s in row.signatures}
             for sig in raw["signatures"]:
@@ -201,7 +205,7 @@ def _findings(ops: List[OpRow], steps: int) -> List[Finding]:
     by_op: Dict[str, List[OpRow]] = {}
     for row in ops:
         if row.fallback:
-            by_op.setdefault(row.qualified, []).append(row)
+            by_op.setdefault(row.fallback_op or row.qualified, []).append(row)
     for name, rows in sorted(by_op.items()):
         rows.sort(key=lambda r: -r.count)
         total = sum(r.count for r in rows)
@@ -231,15 +235,17 @@ def _findings(ops: List[OpRow], steps: int) -> List[Finding]:
         ops_named, tip = _INT64_FAQ
         if row.short.split(".")[0].rstrip("_") in ops_named and _first_input_dtype(row) == "int64":
             findings.append(_finding("TP753", "dtype", "review", row.qualified, row, row.count, steps, tip, [row]))
-    # Dynamic shapes: per call site, new input shapes after the site's first training step.
+    # Dynamic shapes: per call site, new input shapes after the site's first training step. Sites where the
+    # shapes enter the NPU (a host-to-device copy) or arise there (data-dependent outputs) are the causes to
+    # act on; the sites downstream of them only follow, and are listed as info.
     sites: Dict[Tuple[str, int], List[OpRow]] = {}
     for row in ops:
         sites.setdefault((row.file, row.line), []).append(row)
-    order = {id(r): i for i, r in enumerate(ops)}
+    dynamic: List[Tuple[Tuple[int, int], str, Finding]] = []
     for (file, line), rows in sites.items():
         if not file:
             continue  # the backward pass (autograd's thread): its shapes follow the forward call sites'
-        late, distinct, source = 0, 0, None
+        late, distinct, source, upload = 0, 0, None, None
         for row in rows:
             if not row.signatures:
                 continue
@@ -250,35 +256,47 @@ def _findings(ops: List[OpRow], steps: int) -> List[Finding]:
             distinct = max(distinct, len(row.signatures) + row.more_signatures)
             if row.short.split(".")[0] in _DATA_DEPENDENT or row.sync.startswith("boolean-mask"):
                 source = row
-        if late == 0 and source is None:
+            elif row.short == "_to_copy" and _uploads(row):
+                upload = row
+        if late == 0 and (source is None or steps == 0):
             continue
-        if late == 0 and source is not None and steps == 0:
-            continue
-        rows.sort(key=lambda r: order[id(r)])
+        rows.sort(key=lambda r: r.order)
         names = ", ".join(dict.fromkeys(r.qualified for r in rows if r.signatures))
+        role = "cause"
         if source is not None:
             tip = (f"{source.qualified} produces a data-dependent shape: everything after it is compiled again for "
                    "each new size on Ascend. Pad to a fixed size or a few bucket sizes (and mask) instead.")
+        elif upload is not None and late > 1:
+            tip = (f"the tensors copied to the NPU here change shape from step to step ({late} new shapes after the "
+                   "first step): the data pipeline makes them (per-batch truncation or padding to the longest "
+                   "sequence in a collate_fn, variable image sizes). Each new shape recompiles every operator "
+                   "downstream on Ascend: pad to a fixed length or a few bucket sizes.")
         elif late == 1:
             tip = ("one new input shape after the first step: typically the smaller last batch of an epoch or an "
                    "evaluation batch; use DataLoader(drop_last=True) or pad the last batch to avoid a recompilation.")
         else:
+            role = "follows"
             tip = (f"{late} new input shapes after the first step: each is a graph recompilation on Ascend. Pad "
                    "sequences to a fixed length (or a few buckets) instead of truncating per batch; if shapes must "
                    "vary, call torch_npu.npu.set_compile_mode(jit_compile=False) at start-up.")
         first = rows[0]
-        examples = []
-        for row in rows:
-            for sig in row.signatures:
-                text = _shape_text(sig)
-                if text not in examples:
-                    examples.append(text)
+        examples = list(dict.fromkeys(_shape_text(sig) for row in rows for sig in row.signatures))
+        count = sum(r.count for r in rows)
         finding = Finding(
             rule="TP754", kind="dynamic-shape", severity="review", op=names, file=file, line=line,
-            function=first.function, count=sum(r.count for r in rows), per_step=_per_step(sum(r.count for r in rows), steps),
+            function=first.function, count=count, per_step=_per_step(count, steps),
             dtypes=", ".join(dict.fromkeys(d for r in rows for d in _dtypes(r))),
             shapes="; ".join(examples[:4]) + ("; ..." if len(examples) > 4 else ""), distinct_shapes=distinct,
             tip=tip)
+        dynamic.append((first.order, role, finding))
+    dynamic.sort(key=lambda item: item[0])
+    causes = [f for _, role, f in dynamic if role == "cause"]
+    for _, role, finding in dynamic:
+        if role == "follows" and causes:
+            cause = causes[0]
+            finding = replace(finding, severity="info", tip=(
+                f"{finding.tip.split(':')[0]}: these follow from the dynamic shapes entering at "
+                f"{cause.file}:{cause.line}; fixing that site fixes this one."))
         findings.append(finding)
     # Host syncs: per call site.
     for (file, line), rows in sites.items():
@@ -296,8 +314,20 @@ def _findings(ops: List[OpRow], steps: int) -> List[Finding]:
             function=syncing[0].function, count=count, per_step=_per_step(count, steps),
             dtypes=", ".join(dict.fromkeys(d for r in syncing for d in _dtypes(r))), shapes="",
             distinct_shapes=max(len(r.signatures) for r in syncing), tip=tip))
-    findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.rule, -f.count, f.file, f.line, f.op))
+    position = {id(f): i for i, f in enumerate(findings)}
+    findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.rule,
+                                 position[id(f)] if f.rule == "TP754" else -f.count, f.file, f.line, f.op))
     return findings
+
+
+def _uploads(row: OpRow) -> bool:
+    """A ``_to_copy`` from the host onto the NPU (``.to(device)``, ``.npu()``)."""
+    for sig in row.signatures:
+        inputs = sig["inputs"]
+        if any(isinstance(i, dict) and i.get("device") == "cpu" for i in inputs) and any(
+                isinstance(i, dict) and str(i.get("device_arg", "")).startswith("npu") for i in inputs):
+            return True
+    return False
 
 
 def _first_input_dtype(row: OpRow) -> str:

@@ -43,7 +43,10 @@ def _ops():
 
 
 def classify(func: Any) -> Optional[Tuple[str, str]]:
-    """``("dispatcher" | "explicit", message)`` if the device would run ``func`` on the CPU, else None."""
+    """``("dispatcher" | "explicit", message)`` if the device would run ``func`` on the CPU, else None.
+
+    The message names the operator torch_npu lacks, which for a structured op is its out= variant.
+    """
     schema = func._schema
     full = schema.name
     if not full.startswith("aten::"):
@@ -101,6 +104,11 @@ def check(func: Any) -> Optional[str]:
         raise RuntimeError(ops.fallback_disabled.format(op=op, through=ops.fallback_kinds[kind]))
     _warn_once(op, message)
     return kind
+
+
+def blamed_op(message: str, default: str) -> str:
+    """The ``aten::`` operator a fallback message names (``default`` if it names none in quotes)."""
+    return _op_in(message, default)
 
 
 def _op_in(message: str, default: str) -> str:

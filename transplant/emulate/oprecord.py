@@ -122,13 +122,15 @@ class Recorder:
     def snapshot(self) -> dict:
         """The raw record as JSON-ready data (see transplant.analysis.op_report for its use)."""
         ops: List[dict] = []
-        for (func, code, line), (count, shapes, overflow) in self.entries.items():
+        for order, ((func, code, line), (count, shapes, overflow)) in enumerate(self.entries.items()):
             if isinstance(func, str):
-                name, overload, kind, message = func, "", None, ""
+                name, overload, kind, message, blamed = func, "", None, "", ""
             else:
                 name, overload = func._schema.name, func._overloadname
                 found = fallback.classify(func)
                 kind, message = found if found else (None, "")
+                qualified = f"{name}.{overload}" if overload and overload != "default" else name
+                blamed = fallback.blamed_op(message, qualified) if found else ""
             calls = []
             for sig, (first, n) in shapes.items():
                 calls.append({"inputs": [_describe(s) for s in sig], "first_step": first, "count": n})
@@ -139,10 +141,12 @@ class Recorder:
                 "line": line,
                 "function": code.co_name if code is not None else "",
                 "count": count,
+                "order": order,
                 "signatures": calls,
                 "more_signatures": overflow,
                 "fallback": kind,
                 "fallback_message": message,
+                "fallback_op": blamed,
                 "sync": _sync_kind(name, shapes),
             })
         return {"pid": os.getpid(), "argv": list(sys.argv), "steps": self.step, "ops": ops}
