@@ -158,13 +158,16 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 130 interrup
               help="Enable mixed precision in the migrated code (bare --amp means fp16).")
 @click.option("--npu-fused-optimizers", is_flag=True,
               help="Replace torch/apex optimizers with torch_npu's fused NPU optimizers where equivalent.")
+@click.option("--no-analysis", is_flag=True,
+              help="Skip the static API analysis (unknown_api.csv, api_precision_advice.csv, "
+                   "api_performance_advice.csv, affinity_api_call.csv).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
 def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tuple[Path, ...],
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-        quiet: bool) -> None:
+        no_analysis: bool, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -177,7 +180,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
     code = migrate_command(
         src=src, out=out, rule_files=rule_files, select=select, ignore=ignore, exclude=exclude, diff=diff,
         check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
-        npu_fused_optimizers=npu_fused_optimizers, quiet=quiet,
+        npu_fused_optimizers=npu_fused_optimizers, quiet=quiet, analysis=not no_analysis,
     )
     sys.exit(code)
 
@@ -185,7 +188,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
 def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...], select: tuple[str, ...],
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-                    quiet: bool) -> int:
+                    quiet: bool, analysis: bool = True) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.report import summary_lines, unified_diff, write_reports
@@ -226,6 +229,11 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                 if write:
                     assert out is not None
                     write_reports(migration, out)
+                    if analysis:
+                        from transplant.analysis import static_report
+
+                        analysis_rows = static_report.analyse_migration(migration)
+                        static_report.write_analysis(analysis_rows, out)
             finally:
                 progress.close()
     except MigrationError as exc:
@@ -248,6 +256,11 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     if not quiet:
         for line in summary_lines(migration):
             click.echo(f"transplant: {line}", err=True)
+        if write and analysis:
+            from transplant.analysis.static_report import summary_lines as analysis_lines
+
+            for line in analysis_lines(analysis_rows):
+                click.echo(f"transplant: {line}", err=True)
         if write:
             click.echo(f"transplant: wrote {out}", err=True)
     if check:

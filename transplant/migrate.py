@@ -45,6 +45,11 @@ REPORT_NAMES = (
     "cuda_op_list.csv",
     "transplant_report.json",
     "transplant.log",
+    # static API analysis (transplant.analysis.static_report; skipped with --no-analysis)
+    "unknown_api.csv",
+    "api_precision_advice.csv",
+    "api_performance_advice.csv",
+    "affinity_api_call.csv",
 )
 RESERVED_NAMES = frozenset(REPORT_NAMES + (LAUNCH_SCRIPT_NAME,))
 
