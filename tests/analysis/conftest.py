@@ -45,3 +45,14 @@ def run_script(tmp_path: Path):
         return done, data
 
     return run
+
+
+@pytest.fixture(scope="session")
+def npu():
+    """The emulated NPU in this pytest process (tests/emulate/conftest.py moves every user of it to the end)."""
+    import torch
+
+    import transplant.emulate as emulate
+
+    emulate.activate()
+    return torch.npu

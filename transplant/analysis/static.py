@@ -208,7 +208,8 @@ def _performance(path: str, call: ApiCall) -> List[AnalysisRow]:
     rows: List[AnalysisRow] = []
     ops = npu_ops()
     fused = _FUSED_KERNELS.get(name)
-    if fused is not None and (_keyword(call, "fused") or "").strip() == "True":
+    fused_on = (_keyword(call, "fused") or "").strip() == "True"
+    if fused is not None and fused_on:
         explicit = ops.explicit_cpu_message(fused, "")
         if explicit or not ops.has_kernel(fused, ""):
             why = "its own CAUTION: runs on the CPU" if explicit else "no NPU kernel: CPU fallback"
@@ -216,7 +217,8 @@ def _performance(path: str, call: ApiCall) -> List[AnalysisRow]:
                              f"fused=True runs aten::{fused} ({_NPU}: {why}); drop fused=True (the foreach "
                              f"implementation runs on the NPU) or use torch_npu.optim.NpuFused{name.rsplit('.', 1)[1]}",
                              "TP721", "review", _REGISTRY))
-    if name in lists.performance and name.startswith("torch.optim."):
+    if name in lists.performance and name.startswith("torch.optim.") and not fused_on:
+        # (with fused=True the fused kernel runs already, on the NPU or flagged TP721 above)
         short = name.rsplit(".", 1)[1]
         target = f"torch_npu.optim.NpuFused{short}"
         tip = (f"{target} is torch_npu's fused optimizer (faster; Huawei notes up to 70% more optimizer memory); "
