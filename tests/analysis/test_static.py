@@ -69,7 +69,7 @@ def _rules(source: str, covered=()) -> list:
     ("torch.distributed.destroy_process_group()", "TP703", "info"),    # in neither list
     ("torch.baddbmm(a, b, c)", "TP710", "review"),                       # precision: concrete overflow + fix
     ("torch.matmul(a, b)", "TP710", "info"),                             # precision: generic advice
-    ("torch.optim.AdamW(p)", "TP720", "review"),                         # fused NPU optimizer exists
+    ("torch.optim.AdamW(p)", "TP720", "info"),                           # fused NPU optimizer exists (optional)
     ("torch.optim.Adam(p, fused=True)", "TP721", "review"),              # _fused_adam_ runs on the CPU
     ("torch.autograd.set_detect_anomaly(True)", "TP722", "review"),
     ("torch.utils.data.DataLoader(ds, batch_size=8)", "TP723", "info"),  # pin_memory / num_workers

@@ -8,7 +8,7 @@ Every torch call (resolved by :mod:`transplant.analysis.resolve`) is classified 
   checked against the wheel's registry by the tests), else ``TP701`` *review* with a tip of what to do;
 * in neither of Huawei's lists: ``TP703`` *info* (msFmkTransplt's "support questionable");
 * Huawei's precision advice: ``TP710`` (*review* only where the advice names a concrete failure and fix);
-* Huawei's performance advice, checked against torch_npu 2.13: ``TP720`` fused optimizers, ``TP721``
+* Huawei's performance advice, checked against torch_npu 2.13: ``TP720`` fused optimizers (*info*), ``TP721``
   ``fused=True`` optimizers whose fused kernel torch_npu runs on the CPU, ``TP722`` anomaly detection,
   ``TP723`` argument advice (DataLoader, DDP), ``TP724`` project-wide configuration hints, ``TP725``
   ``nn.Linear`` (Huawei's NpuLinear advice);
@@ -223,7 +223,8 @@ def _performance(path: str, call: ApiCall) -> List[AnalysisRow]:
         target = f"torch_npu.optim.NpuFused{short}"
         tip = (f"{target} is torch_npu's fused optimizer (faster; Huawei notes up to 70% more optimizer memory); "
                "rerun transplant with --npu-fused-optimizers to switch where the arguments are equivalent")
-        rows.append(_row(PERFORMANCE, path, call, name, tip, "TP720", "review", f"{_HUAWEI_ADVICE}; {_NPU} optim"))
+        # info: an optional speed/memory trade-off (Huawei's advice), not something that breaks on the NPU
+        rows.append(_row(PERFORMANCE, path, call, name, tip, "TP720", "info", f"{_HUAWEI_ADVICE}; {_NPU} optim"))
     elif name in _ANOMALY:
         rows.append(_row(PERFORMANCE, path, call, name, lists.performance.get(name, "") or
                          "anomaly checks slow every step: remove them from training runs", "TP722", "review",
