@@ -44,13 +44,13 @@ def _dotted(node: ast.AST) -> Optional[List[str]]:
     return None
 
 
-class _Resolver(ast.NodeVisitor):
+class _Resolver:
     def __init__(self, source: str) -> None:
         self.source = source
+        self._lines = source.splitlines(keepends=True)  # for keyword values' source text, split once
         self.aliases: Dict[str, str] = {}      # local name -> qualified module/object
         self.types: Dict[str, str] = {}        # "optimizer" / "self.optimizer" -> qualified class
-        self.bindings: Dict[str, set] = {}     # pass 1: every value bound to a key (None: not a torch class)
-        self.collecting = True
+        self.bindings: Dict[str, set] = {}     # every value bound to a key (None: not a torch class)
         self.calls: List[ApiCall] = []
 
     # -- imports ----------------------------------------------------------------------------------
@@ -102,34 +102,28 @@ class _Resolver(ast.NodeVisitor):
     def settle_types(self) -> None:
         """A key has a type only if every binding in the file gives it the same torch class."""
         self.types = {k: next(iter(v)) for k, v in self.bindings.items() if len(v) == 1 and None not in v}
-        self.collecting = False
-
-    def visit_Assign(self, node: ast.Assign) -> None:
-        self.generic_visit(node)
-        if self.collecting:
-            for target in node.targets:
-                self._bind(target, node.value)
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        self.generic_visit(node)
-        if self.collecting and node.value is not None:
-            self._bind(node.target, node.value)
 
     # -- calls ------------------------------------------------------------------------------------
-    def visit_Call(self, node: ast.Call) -> None:
-        if self.collecting:
-            self.generic_visit(node)
-            return
+    def record_call(self, node: ast.Call) -> None:
         name, via = self.qualify(node.func)
         if name and name.split(".")[0] in ROOTS:
-            keywords = tuple(
-                (k.arg, ast.get_source_segment(self.source, k.value) or "") for k in node.keywords if k.arg
-            )
+            keywords = tuple((k.arg, self.segment(k.value)) for k in node.keywords if k.arg)
             self.calls.append(ApiCall(
                 name=name, line=node.lineno, end_line=getattr(node, "end_lineno", node.lineno) or node.lineno,
                 column=node.col_offset + 1, keywords=keywords, positional=len(node.args), via_receiver=via,
             ))
-        self.generic_visit(node)
+
+    def segment(self, node: ast.AST) -> str:
+        """The source text of ``node`` (ast.get_source_segment splits the whole file on every call)."""
+        end_line = getattr(node, "end_lineno", None)
+        if end_line is None:
+            return ""
+        if node.lineno == end_line:
+            return self._lines[node.lineno - 1].encode("utf-8")[node.col_offset:node.end_col_offset].decode(
+                "utf-8", "replace")
+        first = self._lines[node.lineno - 1].encode("utf-8")[node.col_offset:].decode("utf-8", "replace")
+        last = self._lines[end_line - 1].encode("utf-8")[:node.end_col_offset].decode("utf-8", "replace")
+        return first + "".join(self._lines[node.lineno:end_line - 1]) + last
 
 
 def _looks_like_class(qualified: str) -> bool:
@@ -140,14 +134,32 @@ def resolve_calls(source: str) -> List[ApiCall]:
     """Every call of a torch/torchvision API in ``source``, in source order. Raises SyntaxError."""
     tree = ast.parse(source)
     resolver = _Resolver(source)
-    # Imports first (they may sit below their first use inside functions), then the calls in order.
+    # One walk collects the three kinds of node; imports may sit below their first use inside functions
+    # and receiver types are settled over the whole file, so the order of the walk does not matter.
+    imports: List[ast.AST] = []
+    assigns: List[ast.AST] = []
+    calls: List[ast.Call] = []
     for node in ast.walk(tree):
+        kind = type(node)
+        if kind is ast.Call:
+            calls.append(node)
+        elif kind is ast.Assign or kind is ast.AnnAssign:
+            assigns.append(node)
+        elif kind is ast.Import or kind is ast.ImportFrom:
+            imports.append(node)
+    for node in imports:
         if isinstance(node, ast.Import):
             resolver.visit_Import(node)
-        elif isinstance(node, ast.ImportFrom):
+        else:
             resolver.visit_ImportFrom(node)
-    resolver.visit(tree)      # pass 1: receiver types
+    for node in assigns:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                resolver._bind(target, node.value)
+        elif node.value is not None:
+            resolver._bind(node.target, node.value)
     resolver.settle_types()
-    resolver.visit(tree)      # pass 2: the calls
+    for node in calls:
+        resolver.record_call(node)
     resolver.calls.sort(key=lambda c: (c.line, c.column, c.name))
     return resolver.calls
