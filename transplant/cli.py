@@ -199,7 +199,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
                         amp=amp, npu_fused_optimizers=npu_fused_optimizers)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
-                               write=write, force=force, entry=entry)
+                               write=write, force=force, entry=entry, analysis=analysis)
     try:
         ruleset = config.load()
     except RuleFileError as exc:

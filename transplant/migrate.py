@@ -45,13 +45,15 @@ REPORT_NAMES = (
     "cuda_op_list.csv",
     "transplant_report.json",
     "transplant.log",
-    # static API analysis (transplant.analysis.static_report; skipped with --no-analysis)
+)
+#: The static API analysis's files (transplant.analysis.static_report), reserved unless --no-analysis.
+ANALYSIS_NAMES = (
     "unknown_api.csv",
     "api_precision_advice.csv",
     "api_performance_advice.csv",
     "affinity_api_call.csv",
 )
-RESERVED_NAMES = frozenset(REPORT_NAMES + (LAUNCH_SCRIPT_NAME,))
+RESERVED_NAMES = frozenset(REPORT_NAMES + ANALYSIS_NAMES + (LAUNCH_SCRIPT_NAME,))
 
 # Temporary files are named so that they are recognisable (and ignored by a later run's mirror).
 
@@ -112,6 +114,7 @@ class MigrationOptions:
     write: bool = True               # False for --diff / --check
     force: bool = False
     entry: str | None = None         # --entry, as given by the user
+    analysis: bool = True            # False with --no-analysis: its file names are not reserved then
 
 
 @dataclass
@@ -419,6 +422,7 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     src_root = src.parent if single else src
     entries = list(_walk(src_root, single))
 
+    reserved = RESERVED_NAMES if options.analysis else RESERVED_NAMES - frozenset(ANALYSIS_NAMES)
     tally = Tally()
     skipped: dict[str, FileResult] = {}
     python: list[tuple[str, str]] = []
@@ -430,7 +434,7 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
             continue
         tally.files += 1
         pattern = _excluded_by(item.rel, options.exclude)
-        if item.rel in RESERVED_NAMES and single is None:
+        if item.rel in reserved and single is None:
             reason = "at the root of SRC; replaced by this run's own report/launcher"
             skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED, reason=reason)
         elif item.skip_reason:

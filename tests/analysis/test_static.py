@@ -168,3 +168,19 @@ def test_no_analysis_skips_the_csvs(tmp_path: Path):
     assert done.value.code == 0
     assert not (tmp_path / "out" / "unknown_api.csv").exists()
     assert (tmp_path / "out" / "change_list.csv").exists()
+
+
+def test_no_analysis_keeps_a_same_named_file_of_src(tmp_path: Path):
+    """With --no-analysis the analysis file names are not transplant's: a project's own copy is mirrored."""
+    from transplant.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text("import torch\n", encoding="utf-8")
+    (src / "unknown_api.csv").write_text("mine\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["-i", str(src), "-o", str(tmp_path / "kept"), "-q", "--no-analysis"])
+    assert (tmp_path / "kept" / "unknown_api.csv").read_text(encoding="utf-8") == "mine\n"
+    with pytest.raises(SystemExit):
+        main(["-i", str(src), "-o", str(tmp_path / "replaced"), "-q"])
+    assert (tmp_path / "replaced" / "unknown_api.csv").read_text(encoding="utf-8").startswith("File,Start Line")

@@ -188,7 +188,9 @@ def build(records: Sequence[dict], *, base: Optional[Path] = None) -> OpReport:
                     known[text] = copy
             row.more_signatures += raw.get("more_signatures", 0)
     ops = sorted(rows.values(), key=lambda r: (r.qualified, r.file, r.line))
-    return OpReport(processes=len(records), steps=steps, ops=ops, findings=_findings(ops, steps))
+    # a process that never touched an npu tensor (the torchrun launcher, a helper) is not counted
+    processes = sum(1 for record in records if record.get("ops"))
+    return OpReport(processes=processes, steps=steps, ops=ops, findings=_findings(ops, steps))
 
 
 def _per_step(count: int, steps: int) -> str:
