@@ -174,13 +174,17 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error;
 @click.option("--rewrite-configs", is_flag=True,
               help="Also rewrite device/backend values (cuda, gpu, nccl) of YAML/JSON/INI config files "
                    "(by default they are review rows only).")
+@click.option("--no-analysis", is_flag=True,
+              help="Skip the static API analysis (unknown_api.csv, api_precision_advice.csv, "
+                   "api_performance_advice.csv, affinity_api_call.csv).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
 def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tuple[Path, ...],
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-        no_cross_file: bool, trust_pickles: bool, rewrite_configs: bool, quiet: bool) -> None:
+        no_cross_file: bool, trust_pickles: bool, rewrite_configs: bool, no_analysis: bool,
+        quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -195,6 +199,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
         npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles, quiet=quiet,
         cross_file=not no_cross_file, rewrite_configs=rewrite_configs,
+        analysis=not no_analysis,
     )
     sys.exit(code)
 
@@ -203,7 +208,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
                     quiet: bool, trust_pickles: bool = False, cross_file: bool = True,
-                    rewrite_configs: bool = False) -> int:
+                    rewrite_configs: bool = False, analysis: bool = True) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.display import one_line
@@ -216,7 +221,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                         amp=amp, npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles,
                         rewrite_configs=rewrite_configs)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
-                               write=write, force=force, entry=entry, cross_file=cross_file)
+                               write=write, force=force, entry=entry, cross_file=cross_file, analysis=analysis)
     try:
         ruleset = config.load()
     except RuleFileError as exc:
@@ -246,6 +251,11 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                 if write:
                     assert out is not None
                     write_reports(migration, out)
+                    if analysis:
+                        from transplant.analysis import static_report
+
+                        analysis_rows = static_report.analyse_migration(migration)
+                        static_report.write_analysis(analysis_rows, out)
             finally:
                 progress.close()
     except MigrationError as exc:
@@ -269,6 +279,11 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     if not quiet:
         for line in summary_lines(migration):
             click.echo(f"transplant: {line}", err=True)
+        if write and analysis:
+            from transplant.analysis.static_report import summary_lines as analysis_lines
+
+            for line in analysis_lines(analysis_rows):
+                click.echo(f"transplant: {line}", err=True)
         if write:
             click.echo(f"transplant: wrote {one_line(str(out))}", err=True)
     if check:
@@ -358,16 +373,43 @@ def _format_field(name: str, value: Any) -> list[str]:
 @click.option("--strict-cuda", is_flag=True, help="Fail on any CUDA API the script still uses.")
 @click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
               help="Start N processes (an emulated torchrun with the hccl backend).")
+@click.option("--op-report", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="Record every operator reaching an npu tensor; write FILE (findings CSV), its .json and "
+                   "_ops.csv, and print a summary at exit.")
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run_command(strict_cuda: bool, nproc: int | None, script: str, args: tuple[str, ...]) -> None:
+def run_command(strict_cuda: bool, nproc: int | None, op_report: Path | None, script: str,
+                args: tuple[str, ...]) -> None:
     """Run SCRIPT (with its ARGS, passed through untouched) on the emulated NPU."""
     from transplant.emulate.runner import run
 
+    if op_report is None:
+        try:
+            code = run([script, *args], strict_cuda=strict_cuda, nproc=nproc)
+        except (RuntimeError, ValueError) as error:  # a real torch_npu present, a bad script/nproc
+            _fail(str(error), EXIT_USAGE)
+        sys.exit(code)
+
+    import tempfile
+
+    from transplant.analysis import op_report as reports
+
+    if not op_report.parent.is_dir():
+        _fail(f"--op-report: folder {op_report.parent} does not exist", EXIT_USAGE)
+    with tempfile.TemporaryDirectory(prefix="transplant-ops-") as records:
+        try:
+            code = run([script, *args], strict_cuda=strict_cuda, nproc=nproc, op_record_dir=records)
+        except (RuntimeError, ValueError) as error:
+            _fail(str(error), EXIT_USAGE)
+        report = reports.build(reports.load_records(Path(records)), base=Path.cwd())
+    if report.processes == 0:
+        click.echo("transplant: op report: no process recorded anything (did the script import torch?)", err=True)
     try:
-        code = run([script, *args], strict_cuda=strict_cuda, nproc=nproc)
-    except (RuntimeError, ValueError) as error:  # a real torch_npu present, a bad script/nproc
-        _fail(str(error), EXIT_USAGE)
+        written = reports.write(report, op_report)
+    except OSError as exc:
+        _fail(f"--op-report: {exc.strerror or exc} ({exc.filename or op_report})", EXIT_CHECK_FAILED)
+    for line in reports.summary_lines(report, written):
+        click.echo(f"transplant: {line}", err=True)
     sys.exit(code)
 
 

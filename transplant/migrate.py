@@ -49,7 +49,14 @@ REPORT_NAMES = (
     "transplant_report.json",
     "transplant.log",
 )
-RESERVED_NAMES = frozenset(REPORT_NAMES + (LAUNCH_SCRIPT_NAME,))
+#: The static API analysis's files (transplant.analysis.static_report), reserved unless --no-analysis.
+ANALYSIS_NAMES = (
+    "unknown_api.csv",
+    "api_precision_advice.csv",
+    "api_performance_advice.csv",
+    "affinity_api_call.csv",
+)
+RESERVED_NAMES = frozenset(REPORT_NAMES + ANALYSIS_NAMES + (LAUNCH_SCRIPT_NAME,))
 
 class MigrationError(Exception):
     """A refusal to start (bad paths, bad options). The message is one line, meant for the user."""
@@ -113,6 +120,7 @@ class MigrationOptions:
     force: bool = False
     entry: str | None = None         # --entry, as given by the user
     cross_file: bool = True          # build the project index (values that cross files); --no-cross-file
+    analysis: bool = True            # False with --no-analysis: its file names are not reserved then
 
 
 @dataclass
@@ -480,6 +488,7 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
     src_root = src.parent if single else src
     entries = list(_walk(src_root, single))
 
+    reserved = RESERVED_NAMES if options.analysis else RESERVED_NAMES - frozenset(ANALYSIS_NAMES)
     tally = Tally()
     skipped: dict[str, FileResult] = {}
     python: list[tuple[str, str]] = []
@@ -491,7 +500,7 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
             continue
         tally.files += 1
         pattern = _excluded_by(item.rel, options.exclude)
-        if item.rel in RESERVED_NAMES and single is None:
+        if item.rel in reserved and single is None:
             reason = "at the root of SRC; replaced by this run's own report/launcher"
             skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED, reason=reason)
         elif item.skip_reason:

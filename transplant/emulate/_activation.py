@@ -85,7 +85,7 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
         strict.check_mode(strict_cuda)
         import torch
 
-        from transplant.emulate import _state, device_module, fixes, kernels, npu_amp, serialization, tensor
+        from transplant.emulate import _state, device_module, fixes, kernels, npu_amp, serialization, sharing, tensor
         from transplant.emulate import amp as amp_kernels
 
         current = torch._C._get_privateuse1_backend_name()
@@ -129,8 +129,15 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
         serialization.register()
         # 5. Process-level fixes (exit-time abort) and the strict-CUDA check.
         fixes.install()
+        sharing.install()
         tensor.install_data_property()
         strict.set_mode(strict_cuda)
+        # 6. `transplant run --op-report`: record the operators reaching npu tensors.
+        report_dir = os.environ.get("TRANSPLANT_OP_REPORT_DIR")
+        if report_dir:
+            from transplant.emulate import oprecord
+
+            oprecord.start(report_dir)
         _state.active = True
         _active = True
 

@@ -20,6 +20,7 @@ from typing import Any, List
 import torch
 
 from transplant.emulate import _state
+from transplant.emulate import tensor as _tensor
 from transplant.emulate.tensor import CPU_REPLACEMENTS, NpuTensor, _dispatch
 
 _libs: List[torch.library.Library] = []
@@ -78,6 +79,8 @@ def _make_factory_kernel(op: Any, name: str = ""):
     call = _FAST_FACTORIES.get(name) or getattr(op, "_op", op)  # _op: the bound C++ op
 
     def kernel(*args, **kwargs):
+        if _tensor._record is not None:
+            _tensor._record(op, args, kwargs)
         if device_kwarg_only or len(args) <= device_pos:
             device = kwargs.get("device")
             kwargs["device"] = _CPU
@@ -318,6 +321,8 @@ def _make_rnn_fast_kernel(op: Any):
     cpu_ok = op._overloadname == "data" or op._schema.name == "aten::ctc_loss"
 
     def kernel(*args, **kwargs):
+        if _tensor._record is not None:
+            _tensor._record(op, args, kwargs)
         tensors, spec = _flatten(args)
         index = -1
         for t in tensors:

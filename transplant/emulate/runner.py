@@ -53,9 +53,14 @@ def _free_port() -> int:
 
 
 def child_environment(
-    *, strict_cuda: bool = False, nproc: Optional[int] = None, base: Optional[Mapping[str, str]] = None
+    *, strict_cuda: bool = False, nproc: Optional[int] = None, base: Optional[Mapping[str, str]] = None,
+    op_record_dir: Optional[str] = None,
 ) -> dict[str, str]:
-    """Environment that activates the emulator in every Python process started with it."""
+    """Environment that activates the emulator in every Python process started with it.
+
+    ``op_record_dir``: every process records the operators reaching npu tensors into this folder
+    (``transplant run --op-report``; see transplant.emulate.oprecord).
+    """
     env = dict(os.environ if base is None else base)
     ours = [str(boot_dir()), str(shim_dir())]
     existing = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in ours]
@@ -63,6 +68,8 @@ def child_environment(
     env["TRANSPLANT_EMULATE"] = "1"
     if strict_cuda:
         env["TRANSPLANT_STRICT_CUDA"] = "raise"
+    if op_record_dir is not None:
+        env["TRANSPLANT_OP_REPORT_DIR"] = op_record_dir
     if nproc is not None:
         # Every rank needs its own device index (LOCAL_RANK) to exist; the emulator defaults
         # to 8 devices, like an Ascend server.
@@ -113,12 +120,14 @@ def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def run(argv: list[str], *, strict_cuda: bool = False, nproc: Optional[int] = None) -> int:
+def run(argv: list[str], *, strict_cuda: bool = False, nproc: Optional[int] = None,
+        op_record_dir: Optional[str] = None) -> int:
     """Run ``argv[0]`` (a Python script, ``argv[1:]`` its arguments) on the emulated npu.
 
     The emulator is active in the script's process and in every Python child it starts. With
-    ``nproc`` the script is launched by torchrun with that many processes on 127.0.0.1. Returns
-    the script's exit code (128+N if it was killed by signal N).
+    ``nproc`` the script is launched by torchrun with that many processes on 127.0.0.1. With
+    ``op_record_dir`` each process writes its operator record there at exit. Returns the script's
+    exit code (128+N if it was killed by signal N).
 
     Raises:
         RuntimeError: the real torch_npu is importable (the emulator must not shadow it).
@@ -131,7 +140,7 @@ def run(argv: list[str], *, strict_cuda: bool = False, nproc: Optional[int] = No
             "absent. Run the script directly on the Ascend host, or use an environment without torch_npu."
         )
     command = build_command(argv, nproc=nproc)
-    env = child_environment(strict_cuda=strict_cuda, nproc=nproc)
+    env = child_environment(strict_cuda=strict_cuda, nproc=nproc, op_record_dir=op_record_dir)
     process = subprocess.Popen(command, env=env)
 
     restore: dict[int, object] = {}

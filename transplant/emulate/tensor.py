@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from transplant.emulate import _state
+from transplant.emulate import _state, fallback
 
 __all__ = ["NpuTensor", "wrap", "unwrap", "device_mismatch_error"]
 
@@ -47,6 +47,20 @@ _RESIZING_OPS = {"resize_", "resize_as_", "set_", "_resize_output_"}
 CPU_REPLACEMENTS: Dict[Any, Callable[..., Any]] = {}
 
 
+def _lengths_on_cpu(args: tuple) -> None:
+    lengths = args[1] if len(args) > 1 else None
+    if isinstance(lengths, NpuTensor):
+        # torch's own check (PackedSequence.cpp): lengths must stay on the CPU on every device.
+        raise RuntimeError(
+            "'lengths' argument should be a 1D CPU int64 tensor, but got "
+            f"{lengths.dim()}D {lengths.device} {lengths._elem.type()[len('torch.'):-len('Tensor')]} tensor"
+        )
+
+
+# Checks for what the device refuses but the CPU kernels behind the emulator accept: {op packet: check(args)}.
+REFUSALS: Dict[str, Callable[[tuple], None]] = {"_pack_padded_sequence": _lengths_on_cpu}
+
+
 def device_mismatch_error(first: str, second: str, func: Any) -> RuntimeError:
     """The error torch raises on hardware when an op mixes devices."""
     return RuntimeError(
@@ -63,7 +77,8 @@ def _op_name(func: Any) -> str:
 class _OpInfo:
     """What __torch_dispatch__ needs to know about an op, computed once per OpOverload."""
 
-    __slots__ = ("call", "cpu_outputs", "mutated_returns", "resync", "mixed_ok", "index_op", "seeded", "has_generator", "replacement")
+    __slots__ = ("call", "cpu_outputs", "mutated_returns", "resync", "mixed_ok", "index_op", "seeded", "has_generator",
+                 "replacement", "refuse")
 
     def __init__(self, func: Any) -> None:
         schema = func._schema
@@ -76,6 +91,7 @@ class _OpInfo:
         self.seeded = torch.Tag.nondeterministic_seeded in func.tags
         self.has_generator = any(a.name == "generator" for a in schema.arguments)
         self.replacement = CPU_REPLACEMENTS.get(func)
+        self.refuse = REFUSALS.get(name)
         # For every return that aliases a written argument: where that argument sits.
         sources = []
         any_alias = False
@@ -139,6 +155,8 @@ class NpuTensor(torch.Tensor):
 
     # --- Python-side overrides of what torch refuses or gets wrong for subclasses ---------------
     def __repr__(self, *, tensor_contents: Optional[str] = None) -> str:
+        if _record is not None:  # printing copies the tensor to the host on the device
+            _record("print", (self,), None)
         return _repr(self)
 
     def __format__(self, spec: str) -> str:
@@ -234,6 +252,8 @@ def _mismatch(func: Any, index: int, other: torch.Tensor) -> RuntimeError:
 
 
 _PIN_MEMORY = torch.ops.aten._pin_memory.default
+# Set by transplant.emulate.oprecord while `transplant run --op-report` records: called with every op.
+_record: Optional[Callable[[Any, tuple, Optional[dict]], None]] = None
 
 
 def _dispatch(func, args, kwargs):
@@ -242,7 +262,14 @@ def _dispatch(func, args, kwargs):
         if func is _PIN_MEMORY and isinstance(args[0], NpuTensor):
             # The inner tensor is CPU memory, but on hardware device memory cannot be pinned.
             raise RuntimeError(f"cannot pin '{args[0].type()}' only dense CPU tensors can be pinned")
+        # torch_npu's CPU fallback: warns once per op, or raises (every call: nothing is cached then).
+        if func not in CPU_REPLACEMENTS:  # the emulator's stand-ins for torch_npu's own fused kernels
+            fallback.check(func)
         info = _op_info(func)
+    if info.refuse is not None:
+        info.refuse(args)
+    if _record is not None:
+        _record(func, args, kwargs)
     index = -1
     foreign = None
     new_args = []
