@@ -1,4 +1,4 @@
-"""The reports of a run, written into OUT with pandas, each file atomically.
+"""The reports of a run, written into OUT with the standard library, each file atomically.
 
 * ``change_list.csv`` -- one row per edit. The first five columns are msFmkTransplt's, so scripts written
   for Huawei's tool keep working; ours follow.
@@ -24,28 +24,26 @@ from transplant import __version__
 from transplant.atomic import atomic_path
 from transplant.results import FileResult, Status
 
-if TYPE_CHECKING:  # report reads migrate's records; it never drives a migration
-    import pandas as pd
+from transplant.report_format import CHANGE_COLUMNS, NATIVE_OP_COLUMNS, UNSUPPORTED_COLUMNS, write_csv
 
+if TYPE_CHECKING:  # report reads migrate's records; it never drives a migration
     from transplant.migrate import Migration
 
-CHANGE_COLUMNS = ["File", "Start Line", "End Line", "Operation Type", "Message",
-                  "Column", "Rule", "Severity", "Before", "After"]
-UNSUPPORTED_COLUMNS = ["File", "Start Line", "End Line", "OP", "Tips", "Rule"]
-NATIVE_OP_COLUMNS = ["File", "Api", "Line"]
+#: A table: one list of cell values per row, in its columns' order.
+Rows = list[list[object]]
 
 
-def change_rows(migration: Migration) -> pd.DataFrame:
+def change_rows(migration: Migration) -> Rows:
     """change_list.csv as a table, ordered by file, then position."""
     rows = [
         [r.path, c.line, c.end_line, _value(c.operation), c.message, c.column, c.rule, c.severity, c.before, c.after]
         for r in migration.results
         for c in sorted(r.changes, key=lambda c: (c.line, c.column, c.end_line))
     ]
-    return _frame(rows, CHANGE_COLUMNS, ["Start Line", "End Line", "Column"])
+    return _cleaned_rows(rows)
 
 
-def unsupported_rows(migration: Migration) -> pd.DataFrame:
+def unsupported_rows(migration: Migration) -> Rows:
     """unsupported_api.csv as a table, ordered by file, then position."""
     rows = [
         # Tips are never empty (the rule loader enforces it); the fallback still points somewhere useful.
@@ -54,28 +52,17 @@ def unsupported_rows(migration: Migration) -> pd.DataFrame:
         for r in migration.results
         for u in sorted(r.unsupported, key=lambda u: (u.line, u.column, u.end_line))
     ]
-    return _frame(rows, UNSUPPORTED_COLUMNS, ["Start Line", "End Line"])
+    return _cleaned_rows(rows)
 
 
-def native_op_rows(migration: Migration) -> pd.DataFrame:
+def native_op_rows(migration: Migration) -> Rows:
     """cuda_op_list.csv as a table, in the order the sources were walked."""
     rows = [[op.path, op.api, op.line] for op in migration.native_ops]
-    return _frame(rows, NATIVE_OP_COLUMNS, ["Line"])
+    return _cleaned_rows(rows)
 
 
-def _frame(rows: list[list[object]], columns: list[str], integers: list[str]) -> pd.DataFrame:
-    # Imported here: pandas weighs ~50 MiB, and worker processes forked before the reports are
-    # written should not carry it.
-    import pandas as pd
-
-    rows = [[_clean(value) if isinstance(value, str) else value for value in row] for row in rows]
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in integers:
-        frame[column] = frame[column].astype("int64")
-    for column in columns:
-        if column not in integers:
-            frame[column] = frame[column].astype("object")
-    return frame
+def _cleaned_rows(rows: Rows) -> Rows:
+    return [[_clean(value) if isinstance(value, str) else value for value in row] for row in rows]
 
 
 def _clean(text: str) -> str:
@@ -98,13 +85,10 @@ def write_reports(migration: Migration, out: Path) -> dict[str, Path]:
     native = native_op_rows(migration)
     written: dict[str, Path] = {}
 
-    def csv(name: str, frame: pd.DataFrame) -> None:
-        written[name] = _atomic(out / name, lambda path: frame.to_csv(path, index=False, encoding="utf-8",
-                                                                      lineterminator="\n"))
-
-    csv("change_list.csv", changes)
-    csv("unsupported_api.csv", unsupported)
-    csv("cuda_op_list.csv", native)
+    for name, columns, rows in (("change_list.csv", CHANGE_COLUMNS, changes),
+                                ("unsupported_api.csv", UNSUPPORTED_COLUMNS, unsupported),
+                                ("cuda_op_list.csv", NATIVE_OP_COLUMNS, native)):
+        written[name] = write_csv(out / name, columns, rows)
     document = report_document(migration, changes, unsupported, native)
     written["transplant_report.json"] = _atomic(
         out / "transplant_report.json",
@@ -118,8 +102,8 @@ def write_reports(migration: Migration, out: Path) -> dict[str, Path]:
     return written
 
 
-def report_document(migration: Migration, changes: pd.DataFrame | None = None,
-                    unsupported: pd.DataFrame | None = None, native: pd.DataFrame | None = None) -> dict:
+def report_document(migration: Migration, changes: Rows | None = None,
+                    unsupported: Rows | None = None, native: Rows | None = None) -> dict:
     """The content of transplant_report.json."""
     changes = change_rows(migration) if changes is None else changes
     unsupported = unsupported_rows(migration) if unsupported is None else unsupported
@@ -134,9 +118,9 @@ def report_document(migration: Migration, changes: pd.DataFrame | None = None,
         "options": _options(migration),
         "tally": dataclasses.asdict(migration.tally),
         "by_rule": _by_rule(migration),
-        "changes": _records(changes),
-        "unsupported": _records(unsupported),
-        "cuda_ops": _records(native),
+        "changes": _records(CHANGE_COLUMNS, changes),
+        "unsupported": _records(UNSUPPORTED_COLUMNS, unsupported),
+        "cuda_ops": _records(NATIVE_OP_COLUMNS, native),
         "failed": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.FAILED],
         "skipped": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.SKIPPED],
     })
@@ -179,9 +163,8 @@ def _by_rule(migration: Migration) -> dict[str, dict[str, int]]:
     return dict(sorted(counts.items()))
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    # Through JSON so that numpy integers become plain ints.
-    return json.loads(frame.to_json(orient="records", force_ascii=False))
+def _records(columns: list[str], rows: Rows) -> list[dict]:
+    return [dict(zip(columns, row)) for row in rows]
 
 
 def render_log(migration: Migration) -> str:

@@ -128,3 +128,49 @@ def test_file_names_that_are_not_utf8(invoke, tmp_path: Path) -> None:
     assert json.loads((out / "transplant_report.json").read_text())["entry"] == "caf\\xe9.py"
     # The launcher names the real file (its bytes), not the escaped display form.
     assert b"default_entry='caf\xe9.py'\n" in (out / "run_distributed_npu.sh").read_bytes()
+
+
+def test_auto_report_and_offline_report_share_their_header(tmp_path: Path) -> None:
+    """One torch-free module owns the columns: the auto change log is change_list.csv's header + Count."""
+    from transplant import report_format
+    from transplant.auto import _record
+
+    assert report_format.CHANGE_COLUMNS == CHANGE_HEADER
+    assert _record.COLUMNS == [*CHANGE_HEADER, "Count"]
+    saved = dict(_record.HITS)
+    _record.HITS.clear()
+    try:
+        _record.record("torch.cuda.synchronize", "redirect", "torch.cuda.synchronize", "torch.npu.synchronize",
+                       depth=1)
+        target = _record.write_report(tmp_path / "auto.csv")
+    finally:
+        _record.HITS.clear()
+        _record.HITS.update(saved)
+    text = target.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == ",".join([*CHANGE_HEADER, "Count"])
+    assert "\r" not in text and not list(tmp_path.glob(".transplant-*"))  # written through atomic.py
+    header, rows = read_csv(target)
+    assert rows[0]["Count"] == "1" and rows[0]["After"] == "'torch.npu.synchronize'"
+
+
+def test_csv_quoting_matches_the_golden_style() -> None:
+    from transplant.report_format import csv_text
+
+    text = csv_text(["A", "B", "C"], [["x,y", 'say "hi"', 3], ["", None, "multi\nline"]])
+    assert text == 'A,B,C\n"x,y","say ""hi""",3\n,,"multi\nline"\n'
+
+
+def test_a_migration_never_imports_pandas_or_numpy(project: Path, tmp_path: Path) -> None:
+    """The core install brings no numpy-dependent package: the reports use the csv module."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom transplant.cli import main\n"
+            "try:\n    main(['-q', '-j', '1', '-i', sys.argv[1], '-o', sys.argv[2]])\n"
+            "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'numpy', 'torch'))\n"
+            "assert not bad, bad\n")
+    done = subprocess.run([sys.executable, "-c", code, str(project), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "change_list.csv").is_file()
