@@ -61,3 +61,6 @@ class FileResult:
     new_source: bytes | None = None   # only when status is CHANGED
     changes: list[Change] = field(default_factory=list)
     unsupported: list[Unsupported] = field(default_factory=list)
+    # rows acknowledged by a ``# transplant: ignore`` comment (edits undone; see transplant.suppress)
+    suppressed: list[Change | Unsupported] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, logged by the parent process
