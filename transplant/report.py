@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from transplant import __version__
 from transplant.atomic import atomic_path
-from transplant.results import FileResult, Status
+from transplant.results import Change, FileResult, Status
 
 from transplant.report_format import CHANGE_COLUMNS, NATIVE_OP_COLUMNS, UNSUPPORTED_COLUMNS, write_csv
 
@@ -123,6 +123,9 @@ def report_document(migration: Migration, changes: Rows | None = None,
         "cuda_ops": _records(NATIVE_OP_COLUMNS, native),
         "failed": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.FAILED],
         "skipped": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.SKIPPED],
+        "suppressed": [{"file": r.path, "line": row.line, "rule": row.rule,
+                        "kind": "change" if isinstance(row, Change) else "unsupported"}
+                       for r in migration.results for row in r.suppressed],
     })
 
 
@@ -149,6 +152,8 @@ def _options(migration: Migration) -> dict[str, object]:
         "amp": options.rules.amp,
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
         "entry": options.entry,
+        "respect_ignore": options.respect_ignore,
+        "copy_vcs": options.copy_vcs,
     }
 
 
@@ -191,11 +196,13 @@ def render_log(migration: Migration) -> str:
 def summary_lines(migration: Migration) -> list[str]:
     """The tally a person reads at the end of a run."""
     t = migration.tally
+    ignored = f"; {t.ignored} ignored by .gitignore/.ignore (copied unchanged)" if t.ignored else ""
+    suppressed = f"; {t.suppressed} suppressed by `# transplant: ignore`" if t.suppressed else ""
     return [
         f"{t.python} Python file(s) scanned: {t.changed} changed, {t.unchanged} unchanged, "
-        f"{t.failed} failed; {t.skipped} skipped; {t.copied} other file(s) copied",
+        f"{t.failed} failed; {t.skipped} skipped; {t.copied} other file(s) copied{ignored}",
         f"change_list.csv: {t.changes} row(s), unsupported_api.csv: {t.unsupported} row(s), "
-        f"cuda_op_list.csv: {t.native_ops} row(s)",
+        f"cuda_op_list.csv: {t.native_ops} row(s){suppressed}",
     ]
 
 
