@@ -209,7 +209,8 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         ignore=settings.ignore, exclude=settings.exclude, diff=diff, check=check, jobs=jobs or _default_jobs(),
         force=force, entry=entry, amp=settings.amp, npu_fused_optimizers=settings.npu_fused_optimizers,
         quiet=quiet, respect_ignore=settings.respect_ignore, copy_vcs=settings.copy_vcs,
-        baseline=Path(settings.baseline) if settings.baseline and check else None, write_baseline=write_baseline,
+        baseline=Path(settings.baseline) if settings.baseline and check and write_baseline is None else None,
+        write_baseline=write_baseline,
         statistics=statistics, output_format=output_format or "text",
     )
     sys.exit(code)

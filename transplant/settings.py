@@ -105,7 +105,7 @@ def _read_table(path: Path) -> Optional[dict[str, Any]]:
         return None
     except tomllib.TOMLDecodeError as exc:
         # Only our own table matters, but a broken file that may hold it must not be silently skipped.
-        if b"[tool.transplant]" in path.read_bytes():
+        if b"tool.transplant" in path.read_bytes():
             raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
         return None
     table = document.get("tool", {}).get("transplant")
