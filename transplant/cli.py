@@ -266,6 +266,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.report import summary_lines, unified_diff, write_reports
+    from transplant.review import rule_summary_lines
     from transplant.results import FileResult, Status
     from transplant.rules import RuleFileError
 
@@ -304,7 +305,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                 migration = migrate(options, ruleset=ruleset, on_start=progress.start, on_file=on_file)
                 if write:
                     assert out is not None
-                    write_reports(migration, out)
+                    write_reports(migration, out, ruleset)
             finally:
                 progress.close()
     except MigrationError as exc:
@@ -325,7 +326,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                 click.echo(f"transplant: {result.path}: {len(result.unsupported)} unsupported API use(s)",
                            err=True)
     if not quiet:
-        for line in summary_lines(migration):
+        for line in [*rule_summary_lines(migration, ruleset), *summary_lines(migration)]:
             click.echo(f"transplant: {line}", err=True)
         if write:
             click.echo(f"transplant: wrote {out}", err=True)

@@ -6,6 +6,7 @@
 * ``cuda_op_list.csv`` -- operators defined in the project's own C++/CUDA sources.
 * ``transplant_report.json`` -- the same rows, the tally, and the failed/skipped files with reasons.
 * ``transplant.log`` -- a readable account of the run.
+* ``transplant.diff`` and ``transplant_report.html`` -- for the reviewer (``transplant.review``).
 
 File paths are POSIX, relative to SRC. Empty reports still carry their header.
 """
@@ -78,8 +79,13 @@ def _value(operation: object) -> str:
     return str(getattr(operation, "value", operation))
 
 
-def write_reports(migration: Migration, out: Path) -> dict[str, Path]:
-    """Write every report into ``out``; returns their paths by file name."""
+def write_reports(migration: Migration, out: Path, ruleset: object = None) -> dict[str, Path]:
+    """Write every report into ``out``; returns their paths by file name.
+
+    ``ruleset`` (the run's rules) gives the HTML page and summaries each rule's message and severity.
+    """
+    from transplant.review import DIFF_NAME, HTML_NAME, write_diff, write_html
+
     changes = change_rows(migration)
     unsupported = unsupported_rows(migration)
     native = native_op_rows(migration)
@@ -99,6 +105,8 @@ def write_reports(migration: Migration, out: Path) -> dict[str, Path]:
         out / "transplant.log",
         lambda path: Path(path).write_text(render_log(migration), encoding="utf-8"),
     )
+    written[DIFF_NAME] = write_diff(migration, out)
+    written[HTML_NAME] = write_html(migration, out, ruleset)
     return written
 
 

@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import MODEL_PY, TRAIN_PY, UTILS_PY, tree_bytes, write_tree
 
 REPORTS = {"change_list.csv", "unsupported_api.csv", "cuda_op_list.csv", "transplant_report.json",
-           "transplant.log", "run_distributed_npu.sh"}
+           "transplant.log", "run_distributed_npu.sh", "transplant.diff", "transplant_report.html"}
 
 
 def migrated(out: Path) -> dict[str, bytes | str]:
