@@ -25,7 +25,11 @@ from typing import Any, NoReturn
 
 import click
 
-from transplant import __version__
+import transplant as _package
+
+# getattr: if the unrelated `transplant` distribution overwrote our __init__, say so in main() instead of
+# failing here with an ImportError.
+__version__ = getattr(_package, "__version__", "unknown")
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
@@ -485,4 +489,8 @@ def run_command(strict_cuda: bool, nproc: int | None, script: str, args: tuple[s
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``transplant``) and ``python -m transplant``."""
+    if getattr(_package, "__distribution__", None) != "transplant-npu":
+        _fail(f"the package `transplant` imported from {getattr(_package, '__file__', '?')} is not transplant-npu: "
+              "the unrelated `transplant` distribution (a Matlab bridge) shares the import name; run "
+              "`pip uninstall transplant transplant-npu` and then `pip install transplant-npu`")
     cli.main(args=argv, prog_name="transplant")
