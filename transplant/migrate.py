@@ -257,6 +257,10 @@ def _walk(src_root: Path, single_file: str | None, *, respect_ignore: bool = Tru
                 child_rules = rules.entering(Path(item.path), rel) if rules is not None and not inner else rules
                 yield from visit(Path(item.path), rel + "/", child_rules, why, inner)
             elif item.is_file(follow_symlinks=False):
+                if item.name in VCS_DIR_NAMES and not copy_vcs and not verbatim:
+                    # a worktree's or submodule's `.git` file points at the repository: not OUT's business
+                    yield _Entry(rel, "pruned", skip_reason="version-control file: not copied (use --copy-vcs to copy it)")
+                    continue
                 yield _Entry(rel, "file", ignored=why, verbatim=verbatim)
             else:
                 yield _Entry(rel, "file", skip_reason="not a regular file (device, socket or fifo)")

@@ -68,12 +68,13 @@ def test_vcs_venv_cache_and_build_folders_are_not_walked(invoke, tmp_path: Path)
         "build/lib/m.py": UTILS_PY,
         "pkg.egg-info/PKG-INFO": "Name: pkg\n",
         "data/build/keep.py": UTILS_PY,   # a "build" folder that is not a packaging output
+        "sub/.git": "gitdir: ../.git/modules/sub\n",  # a submodule's link file
         "m.py": UTILS_PY,
     })
     out = tmp_path / "out"
     result = invoke("-i", src, "-o", out)
     assert result.exit_code == 0, result.output
-    for gone in (".git", ".hg", "env", "__pycache__", "node_modules", "build", "pkg.egg-info"):
+    for gone in (".git", ".hg", "env", "__pycache__", "node_modules", "build", "pkg.egg-info", "sub/.git"):
         assert not (out / gone).exists(), gone
     assert MIGRATED in (out / "m.py").read_bytes() and MIGRATED in (out / "data/build/keep.py").read_bytes()
     report = json.loads((out / "transplant_report.json").read_text())
