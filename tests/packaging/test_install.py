@@ -67,8 +67,8 @@ def build_our_wheel(tmp_path: Path, wheels: Path) -> tuple[Path, str]:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "transplant", source / "transplant", ignore=ignore)
     shutil.copytree(REPO / "rules", source / "rules", ignore=ignore)
-    proc = _run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", str(source),
-                 "-w", str(wheels)])
+    # With build isolation, as a user's `pip install` builds: pyproject.toml's build requirements are used.
+    proc = _run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", str(source), "-w", str(wheels)])
     built = list(wheels.glob("transplant_npu-*.whl"))
     assert len(built) == 1, proc.stdout
     return built[0], proc.stdout + proc.stderr
