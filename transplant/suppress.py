@@ -152,6 +152,11 @@ def apply_suppressions(result: FileResult, original: bytes, text: str | None = N
     for change in dropped:
         protected.update(marks.lines_of(change.line))
         protected.update(range(change.line, change.end_line + 1))
+    # A line that also carries an edit that stays must stay rewritten (a row never claims an edit the
+    # file does not contain); the suppressed edit on it is then kept too, with a warning.
+    for change in result.changes:
+        if change not in dropped and change.operation.value != "INSERT":
+            protected.difference_update(range(change.line, change.end_line + 1))
     restored = _restore_lines(original, result.new_source, protected)
     if restored != result.new_source and not _compiles(restored, result.path):
         restored = result.new_source  # never emit a file that does not parse: keep the rewrite whole

@@ -102,3 +102,16 @@ def test_the_import_is_not_added_for_suppressed_edits_only(invoke, tmp_path: Pat
     assert invoke("-i", src, "-o", out).exit_code == 0
     assert (out / "a.py").read_text() == source
     assert rows(out / "change_list.csv") == []
+
+
+def test_an_edit_entangled_with_an_unsuppressed_one_is_kept_with_a_warning(invoke, tmp_path: Path) -> None:
+    """Both rows on one line, one rule suppressed: the line stays rewritten, so both rows stay (never a
+    row without its edit), and the run says the comment was not honoured."""
+    source = 'import torch\n\nx = torch.zeros(2, device="cuda").cuda()  # transplant: ignore[TP120]\n'
+    src = write_tree(tmp_path / "src", {"a.py": source})
+    out = tmp_path / "out"
+    result = invoke("-i", src, "-o", out)
+    assert result.exit_code == 0
+    assert 'x = torch.zeros(2, device="npu").npu()' in (out / "a.py").read_text()
+    assert {r["Rule"] for r in rows(out / "change_list.csv")} == {"TP120", "TP130", "TP190"}
+    assert "a.py:3: `# transplant: ignore` for TP120 not honoured" in result.stderr
