@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
+	@# the distribution was called "transplant" before it became transplant-npu: drop an old editable install
+	-$(PY) -m pip uninstall -q -y transplant >/dev/null 2>&1
 	$(PY) -m pip install -q -e '.[test]'
 	@command -v shellcheck >/dev/null 2>&1 || { \
 	  echo "installing shellcheck (Debian package) for the launch-script tests"; \
