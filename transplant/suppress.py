@@ -27,7 +27,7 @@ import re
 import tokenize
 from dataclasses import dataclass, field, replace
 
-from transplant.results import Change, FileResult, Status, Unsupported
+from transplant.results import Change, FileResult, Status
 
 _COMMENT = re.compile(r"#\s*transplant\s*:\s*ignore\b(?:\[(?P<codes>[^\]]*)\])?", re.IGNORECASE)
 #: A suppression comment with no codes: every rule.
