@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 from cli_helpers import write_tree
@@ -132,21 +133,27 @@ def test_file_names_that_are_not_utf8(invoke, tmp_path: Path) -> None:
 
 
 def test_auto_report_and_offline_report_share_their_header(tmp_path: Path) -> None:
-    """One torch-free module owns the columns: the auto change log is change_list.csv's header + Count."""
+    """One torch-free module owns the columns: the auto change log is change_list.csv's header + Count.
+
+    In a fresh process: importing transplant.auto arms auto mode, which must not happen in this one.
+    """
+    import subprocess
+    import sys
+
     from transplant import report_format
-    from transplant.auto import _record
 
     assert report_format.CHANGE_COLUMNS == CHANGE_HEADER
-    assert _record.COLUMNS == [*CHANGE_HEADER, "Count"]
-    saved = dict(_record.HITS)
-    _record.HITS.clear()
-    try:
-        _record.record("torch.cuda.synchronize", "redirect", "torch.cuda.synchronize", "torch.npu.synchronize",
-                       depth=1)
-        target = _record.write_report(tmp_path / "auto.csv")
-    finally:
-        _record.HITS.clear()
-        _record.HITS.update(saved)
+    target = tmp_path / "auto.csv"
+    code = ("import sys\nfrom transplant.auto import _record\n"
+            "from transplant.report_format import AUTO_CHANGE_COLUMNS, CHANGE_COLUMNS\n"
+            "assert _record.COLUMNS is AUTO_CHANGE_COLUMNS and AUTO_CHANGE_COLUMNS[:-1] == CHANGE_COLUMNS\n"
+            "_record.record('torch.cuda.synchronize', 'redirect', 'torch.cuda.synchronize', "
+            "'torch.npu.synchronize', depth=1)\n"
+            "_record.write_report(sys.argv[1])\n"
+            "assert 'torch' not in sys.modules and 'pandas' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr
     text = target.read_text(encoding="utf-8")
     assert text.splitlines()[0] == ",".join([*CHANGE_HEADER, "Count"])
     assert "\r" not in text and not list(tmp_path.glob(".transplant-*"))  # written through atomic.py
