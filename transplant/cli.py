@@ -207,6 +207,8 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
                             ("--output-format", output_format)):
             if value is not None:
                 _fail(f"{name} goes with --check")
+    if diff and (output_format not in (None, "text") or statistics):
+        _fail("--output-format/--statistics do not go with --diff (both would print on stdout)")
     settings = _resolve_settings(src, given)
     code = migrate_command(
         src=src, out=out, rule_files=tuple(Path(p) for p in settings.rule_files), select=settings.select,

@@ -78,6 +78,8 @@ def test_usage_errors_exit_2(invoke, legacy: Path) -> None:
         assert result.exit_code == 2, args
         assert "goes with --check" in result.stderr
     assert invoke("-i", legacy, "--check", "--output-format", "xml").exit_code == 2
+    mixed = invoke("-i", legacy, "--check", "--diff", "--output-format", "json")
+    assert mixed.exit_code == 2 and "do not go with --diff" in mixed.stderr
 
 
 def test_output_format_json(invoke, legacy: Path) -> None:
