@@ -7,7 +7,7 @@ auto mode at start-up (``transplant/auto/__init__.py``; nothing is imported with
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 from setuptools.command.build_py import build_py
 
 # One line, run by Python's site module at every interpreter start-up; it costs nothing unless
@@ -37,7 +37,9 @@ class BuildPyWithAutoPth(build_py):
 
 
 setup(
-    packages=find_packages(include=["transplant", "transplant.*"]) + ["transplant.ruledata"],
+    # Namespace discovery: the data folders (transplant/data, emulate/native) are packages too, so that
+    # setuptools ships them without its "package would be ignored" warning.
+    packages=find_namespace_packages(include=["transplant", "transplant.*"], exclude=["*.__pycache__"]) + ["transplant.ruledata"],
     package_dir={"transplant.ruledata": "rules"},
     cmdclass={"build_py": BuildPyWithAutoPth},
 )

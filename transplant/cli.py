@@ -4,9 +4,10 @@
 ``transplant run script.py [args...]`` runs a script on the emulated NPU.
 ``transplant verify --original SRC [--migrated OUT] -- script.py [args...]`` compares both runs step by step.
 
-Exit codes: 0 done; 1 ``--check`` found something to change, an unsupported use or an unparseable
-file; 2 usage error or refusal (bad paths, bad rule file, OUT locked by another run); 3 an I/O error
-(disk full, permission) stopped the run; 130 interrupted.
+Exit codes: 0 done (``--check``: clean); 1 ``--check`` found something to change, an unsupported use or
+an unparseable file that is neither suppressed nor in the baseline (or a worker process died); 2 usage
+error or refusal (bad paths, bad rule file, bad ``[tool.transplant]``, OUT locked by another run); 3 an
+I/O error (disk full, permission) stopped the run; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from typing import Any, NoReturn
 
 import click
 
-from transplant import __version__
+import transplant as _package
+
+# getattr: if the unrelated `transplant` distribution overwrote our __init__, say so in main() instead of
+# failing here with an ImportError.
+__version__ = getattr(_package, "__version__", "unknown")
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
@@ -126,11 +131,16 @@ _MAIN_HELP = """Move PyTorch CUDA training code to Huawei Ascend NPUs (torch_npu
                                          prove the migration trains like the original
 
 OUT mirrors SRC: every file is copied, Python files are rewritten where a rule applies, files with
-nothing to change are copied byte for byte, and SRC is never written. OUT also receives
-change_list.csv, unsupported_api.csv, cuda_op_list.csv, transplant_report.json, transplant.log and
-run_distributed_npu.sh (a torchrun launcher).
+nothing to change are copied byte for byte, and SRC is never written. Files ignored by .gitignore or
+.ignore are copied unchanged; .git, virtualenvs, caches and build folders are not copied. OUT also
+receives change_list.csv, unsupported_api.csv, cuda_op_list.csv, transplant_report.json,
+transplant_report.html, transplant.diff, transplant.log and run_distributed_npu.sh (a torchrun
+launcher). Settings may also come from [tool.transplant] in the project's pyproject.toml.
 
-Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error; 130 interrupted.
+A `# transplant: ignore[TP541]` (or bare `# transplant: ignore`) comment acknowledges a use.
+
+Exit codes: 0 done (--check: clean); 1 --check found work; 2 usage error or refusal; 3 I/O error;
+130 interrupted.
 """
 
 
@@ -177,6 +187,18 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error;
 @click.option("--no-analysis", is_flag=True,
               help="Skip the static API analysis (unknown_api.csv, api_precision_advice.csv, "
                    "api_performance_advice.csv, affinity_api_call.csv).")
+@click.option("--no-ignore", is_flag=True,
+              help="Migrate files that .gitignore/.ignore ignore too (by default they are copied unchanged).")
+@click.option("--copy-vcs", is_flag=True, help="Copy .git/.hg/.svn into OUT (by default they are left out).")
+@click.option("--baseline", type=click.Path(path_type=Path), metavar="FILE",
+              help="With --check: findings recorded in FILE (see --write-baseline) do not fail the check.")
+@click.option("--write-baseline", type=click.Path(path_type=Path), metavar="FILE",
+              help="Record every current finding in FILE and exit 0 (implies --check; writes nothing else).")
+@click.option("--statistics", is_flag=True, help="With --check: print the number of findings per rule.")
+@click.option("--output-format", type=click.Choice(["text", "json", "github", "sarif"]), default=None,
+              help="With --check: how findings are printed on stdout (default: text).")
+@click.option("--show-settings", is_flag=True,
+              help="Print the resolved settings (pyproject.toml [tool.transplant] + command line) and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
@@ -184,35 +206,96 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
         no_cross_file: bool, trust_pickles: bool, rewrite_configs: bool, no_analysis: bool,
-        quiet: bool) -> None:
+        no_ignore: bool, copy_vcs: bool, baseline: Path | None, write_baseline: Path | None, statistics: bool,
+        output_format: str | None, show_settings: bool, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
         return
+    given = _given_settings(ctx)
+    if show_settings:
+        sys.exit(show_settings_command(src or Path("."), given))
     if src is None:
         if out is None and not ctx.args:
             click.echo(ctx.get_help())
             sys.exit(EXIT_USAGE)
         _fail("missing -i/--input SRC (see transplant --help)")
+    check = check or write_baseline is not None
+    if not check:
+        for name, value in (("--baseline", baseline), ("--statistics", statistics or None),
+                            ("--output-format", output_format)):
+            if value is not None:
+                _fail(f"{name} goes with --check")
+    if diff and (output_format not in (None, "text") or statistics):
+        _fail("--output-format/--statistics do not go with --diff (both would print on stdout)")
+    settings = _resolve_settings(src, given)
     code = migrate_command(
-        src=src, out=out, rule_files=rule_files, select=select, ignore=ignore, exclude=exclude, diff=diff,
-        check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
-        npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles, quiet=quiet,
-        cross_file=not no_cross_file, rewrite_configs=rewrite_configs,
+        src=src, out=out, rule_files=tuple(Path(p) for p in settings.rule_files), select=settings.select,
+        ignore=settings.ignore, exclude=settings.exclude, diff=diff, check=check, jobs=jobs or _default_jobs(),
+        force=force, entry=entry, amp=settings.amp, npu_fused_optimizers=settings.npu_fused_optimizers,
+        quiet=quiet, respect_ignore=settings.respect_ignore, copy_vcs=settings.copy_vcs,
+        baseline=Path(settings.baseline) if settings.baseline and check and write_baseline is None else None,
+        write_baseline=write_baseline,
+        statistics=statistics, output_format=output_format or "text",
+        trust_pickles=trust_pickles, cross_file=not no_cross_file, rewrite_configs=rewrite_configs,
         analysis=not no_analysis,
     )
     sys.exit(code)
 
 
+# Command-line options that are also [tool.transplant] settings: option name -> (settings field, convert).
+_SETTING_OPTIONS: dict[str, tuple[str, Any]] = {
+    "select": ("select", tuple),
+    "ignore": ("ignore", tuple),
+    "exclude": ("exclude", tuple),
+    "rule_files": ("rule_files", lambda files: tuple(str(f) for f in files)),
+    "amp": ("amp", lambda value: value),
+    "npu_fused_optimizers": ("npu_fused_optimizers", bool),
+    "no_ignore": ("respect_ignore", lambda flag: not flag),
+    "copy_vcs": ("copy_vcs", bool),
+    "baseline": ("baseline", lambda path: str(path) if path is not None else None),
+}
+
+
+def _given_settings(ctx: click.Context) -> dict[str, Any]:
+    """The settings the user typed on the command line (defaults are not "given": the file may set them)."""
+    given: dict[str, Any] = {}
+    for option, (field, convert) in _SETTING_OPTIONS.items():
+        if ctx.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE:
+            given[field] = convert(ctx.params[option])
+    return given
+
+
+def _resolve_settings(src: Path, given: Mapping[str, Any]) -> Any:
+    from transplant.settings import SettingsError, resolve
+
+    try:
+        return resolve(src, given)
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+def show_settings_command(src: Path, given: Mapping[str, Any]) -> int:
+    """``--show-settings``: the resolved settings and where each one came from, on stdout."""
+    from transplant.settings import describe
+
+    for line in describe(_resolve_settings(src, given)):
+        click.echo(line)
+    return 0
+
+
 def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...], select: tuple[str, ...],
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-                    quiet: bool, trust_pickles: bool = False, cross_file: bool = True,
+                    quiet: bool, respect_ignore: bool = True, copy_vcs: bool = False,
+                    baseline: Path | None = None, write_baseline: Path | None = None, statistics: bool = False,
+                    output_format: str = "text", trust_pickles: bool = False, cross_file: bool = True,
                     rewrite_configs: bool = False, analysis: bool = True) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.display import one_line
     from transplant.report import summary_lines, unified_diff, write_reports
+    from transplant.review import rule_summary_lines
     from transplant.results import FileResult, Status
     from transplant.rules import RuleFileError
 
@@ -221,11 +304,13 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                         amp=amp, npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles,
                         rewrite_configs=rewrite_configs)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
-                               write=write, force=force, entry=entry, cross_file=cross_file, analysis=analysis)
+                               write=write, force=force, entry=entry, respect_ignore=respect_ignore,
+                               copy_vcs=copy_vcs, cross_file=cross_file, analysis=analysis)
     try:
         ruleset = config.load()
     except RuleFileError as exc:
         _fail(f"bad rule file: {exc}")
+    accepted = _read_baseline(baseline) if baseline is not None else None  # before any work: fail fast
 
     src_root = src.parent if src.is_file() else src
     stdout = getattr(sys.stdout, "buffer", None)  # diffs are bytes in the files' own encodings
@@ -250,7 +335,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                 migration = migrate(options, ruleset=ruleset, on_start=progress.start, on_file=on_file)
                 if write:
                     assert out is not None
-                    write_reports(migration, out)
+                    write_reports(migration, out, ruleset)
                     if analysis:
                         from transplant.analysis import static_report
 
@@ -268,7 +353,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"I/O error{where}: {exc.strerror or exc}; OUT is incomplete (every file in it is whole)", EXIT_IO)
 
-    if check and not quiet:
+    if check and not quiet and baseline is None and write_baseline is None:
         for result in migration.results:
             if result.status is Status.CHANGED:
                 click.echo(f"transplant: would change {one_line(result.path)} ({len(result.changes)} edit(s))",
@@ -277,7 +362,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                 click.echo(f"transplant: {one_line(result.path)}: {len(result.unsupported)} unsupported API use(s)",
                            err=True)
     if not quiet:
-        for line in summary_lines(migration):
+        for line in [*rule_summary_lines(migration, ruleset), *summary_lines(migration)]:
             click.echo(f"transplant: {line}", err=True)
         if write and analysis:
             from transplant.analysis.static_report import summary_lines as analysis_lines
@@ -287,10 +372,63 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
         if write:
             click.echo(f"transplant: wrote {one_line(str(out))}", err=True)
     if check:
-        tally = migration.tally
-        if tally.changed or tally.unsupported or tally.failed:
-            return EXIT_CHECK_FAILED
+        return _gate(migration, ruleset, accepted=accepted, write_baseline=write_baseline, statistics=statistics,
+                     output_format=output_format, quiet=quiet, diff=diff)
     return 0
+
+
+def _read_baseline(path: Path) -> Any:
+    from transplant.findings import BaselineError, read_baseline
+
+    try:
+        return read_baseline(path)
+    except BaselineError as exc:
+        _fail(str(exc), EXIT_IO if not path.is_file() else EXIT_USAGE)
+
+
+def _gate(migration: Any, ruleset: Any, *, accepted: Any, write_baseline: Path | None,
+          statistics: bool, output_format: str, quiet: bool, diff: bool) -> int:
+    """``--check``: print the findings the baseline does not accept; 1 if there are any."""
+    from transplant.check_output import render
+    from transplant.check_output import statistics as per_rule
+    from transplant.findings import apply_baseline, collect
+    from transplant.findings import write_baseline as save_baseline
+
+    findings = collect(migration)
+    if write_baseline is not None:
+        try:
+            save_baseline(write_baseline, findings)
+        except OSError as exc:
+            _fail(f"cannot write the baseline {write_baseline}: {exc.strerror or exc}", EXIT_IO)
+        if not quiet:
+            click.echo(f"transplant: wrote {len(findings)} finding(s) to the baseline {write_baseline}", err=True)
+        return 0
+    gate = apply_baseline(findings, accepted)
+    messages = {rule.id: rule.message for rule in ruleset.rules}
+    cwd = Path.cwd()
+
+    def display(rel: str) -> str:
+        path = (migration.src_root / rel).absolute()
+        try:
+            return path.relative_to(cwd).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    text = per_rule(gate.new, output_format, messages) if statistics else \
+        render(gate.new, output_format, display, messages)
+    if text and not (diff and output_format == "text" and not statistics):
+        click.echo(text, nl=False)
+    if not quiet:
+        parts = [f"{len(gate.new)} finding(s)"]
+        if migration.tally.suppressed:
+            parts.append(f"{migration.tally.suppressed} suppressed by comments")
+        if accepted is not None:
+            parts.append(f"{gate.baselined} in the baseline")
+            if gate.stale:
+                parts.append(f"{gate.stale} baseline entr{'y' if gate.stale == 1 else 'ies'} fixed since "
+                             "(rewrite it with --write-baseline)")
+        click.echo(f"transplant: check: {', '.join(parts)}", err=True)
+    return EXIT_CHECK_FAILED if gate.new else 0
 
 
 @cli.command("rules")
@@ -407,7 +545,7 @@ def run_command(strict_cuda: bool, nproc: int | None, op_report: Path | None, sc
     try:
         written = reports.write(report, op_report)
     except OSError as exc:
-        _fail(f"--op-report: {exc.strerror or exc} ({exc.filename or op_report})", EXIT_CHECK_FAILED)
+        _fail(f"--op-report: {exc.strerror or exc} ({exc.filename or op_report})", EXIT_IO)
     for line in reports.summary_lines(report, written):
         click.echo(f"transplant: {line}", err=True)
     sys.exit(code)
@@ -489,4 +627,8 @@ def verify_command(original: Path, migrated: Path | None, auto: bool, steps: int
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``transplant``) and ``python -m transplant``."""
+    if getattr(_package, "__distribution__", None) != "transplant-npu":
+        _fail(f"the package `transplant` imported from {getattr(_package, '__file__', '?')} is not transplant-npu: "
+              "the unrelated `transplant` distribution (a Matlab bridge) shares the import name; run "
+              "`pip uninstall transplant transplant-npu` and then `pip install transplant-npu`")
     cli.main(args=argv, prog_name="transplant")

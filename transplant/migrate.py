@@ -19,6 +19,7 @@ dangling) is not reproduced and is listed as skipped with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -33,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from transplant.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_path, atomic_symlink
+from transplant.ignore import VCS_DIR_NAMES, IgnoreRules, pruned_reason
 from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candidate, write_launch_script
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
 from transplant.outlock import OutLocked, locked_out
 from transplant.results import FileResult, Status
 from transplant.sources import front_end_for
+from transplant.suppress import apply_suppressions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ REPORT_NAMES = (
     "cuda_op_list.csv",
     "transplant_report.json",
     "transplant.log",
+    "transplant.diff",
+    "transplant_report.html",
 )
 #: The static API analysis's files (transplant.analysis.static_report), reserved unless --no-analysis.
 ANALYSIS_NAMES = (
@@ -121,6 +126,8 @@ class MigrationOptions:
     entry: str | None = None         # --entry, as given by the user
     cross_file: bool = True          # build the project index (values that cross files); --no-cross-file
     analysis: bool = True            # False with --no-analysis: its file names are not reserved then
+    respect_ignore: bool = True      # .gitignore/.ignore files: matching files are copied, not migrated
+    copy_vcs: bool = False           # copy .git/.hg/.svn into OUT (never descended into for migration)
 
 
 @dataclass
@@ -133,6 +140,7 @@ class Tally:
     changed: int = 0
     unchanged: int = 0
     skipped: int = 0
+    ignored: int = 0      # files matched by .gitignore/.ignore: copied unchanged, not migrated
     failed: int = 0
     copied: int = 0       # non-Python files copied as they are
     changes: int = 0      # rows of change_list.csv
@@ -142,6 +150,7 @@ class Tally:
     shell: int = 0        # shell scripts, Makefiles, Dockerfiles read (transplant.sources.shell)
     requirements: int = 0  # requirements / environment files read (rows only)
     configs: int = 0      # YAML/JSON/INI config files read (transplant.sources.config)
+    suppressed: int = 0   # rows acknowledged by `# transplant: ignore` (in neither CSV)
 
 
 @dataclass
@@ -214,9 +223,11 @@ def _within(path: Path, root: Path) -> bool:
 @dataclass(frozen=True)
 class _Entry:
     rel: str                  # POSIX path relative to the SRC root
-    kind: str                 # "dir" | "file" | "link"
+    kind: str                 # "dir" | "file" | "link" | "pruned" (a folder not descended into)
     skip_reason: str = ""     # non-empty: not reproduced in OUT, listed as skipped with this reason
     link_target: str = ""     # for kind == "link": the link text to reproduce
+    ignored: str = ""         # the .gitignore/.ignore file that ignores it: copied unchanged, not migrated
+    verbatim: bool = False    # inside a version-control folder copied with --copy-vcs: bytes only
 
 
 def _excluded_by(rel: str, patterns: tuple[str, ...]) -> str | None:
@@ -237,30 +248,43 @@ def _excluded_by(rel: str, patterns: tuple[str, ...]) -> str | None:
     return None
 
 
-def _walk(src_root: Path, single_file: str | None) -> Iterator[_Entry]:
+def _walk(src_root: Path, single_file: str | None, *, respect_ignore: bool = True,
+          copy_vcs: bool = False) -> Iterator[_Entry]:
     if single_file is not None:
         yield _Entry(single_file, "file")
         return
     root_real = src_root.resolve()
 
-    def visit(folder: Path, prefix: str) -> Iterator[_Entry]:
+    def visit(folder: Path, prefix: str, rules: IgnoreRules | None, ignored: str, verbatim: bool) -> Iterator[_Entry]:
         with os.scandir(folder) as scan:
             entries = sorted(scan, key=lambda e: e.name)
         for item in entries:
             rel = f"{prefix}{item.name}"
             if item.name.startswith(TEMP_PREFIX) and item.name.endswith(TEMP_SUFFIX):
                 continue  # a leftover of a killed run of ours, never user content
+            is_dir = not item.is_symlink() and item.is_dir(follow_symlinks=False)
+            why = ignored or (rules.ignored_by(rel, is_dir) if rules is not None and not verbatim else None) or ""
             if item.is_symlink():
-                yield _link_entry(Path(item.path), rel, root_real)
-            elif item.is_dir(follow_symlinks=False):
+                yield dataclasses.replace(_link_entry(Path(item.path), rel, root_real), ignored=why, verbatim=verbatim)
+            elif is_dir:
+                pruned = None if verbatim else pruned_reason(Path(item.path), item.name, copy_vcs=copy_vcs)
+                if pruned:
+                    yield _Entry(rel, "pruned", skip_reason=pruned)
+                    continue
                 yield _Entry(rel, "dir")
-                yield from visit(Path(item.path), rel + "/")
+                inner = item.name in VCS_DIR_NAMES or verbatim
+                child_rules = rules.entering(Path(item.path), rel) if rules is not None and not inner else rules
+                yield from visit(Path(item.path), rel + "/", child_rules, why, inner)
             elif item.is_file(follow_symlinks=False):
-                yield _Entry(rel, "file")
+                if item.name in VCS_DIR_NAMES and not copy_vcs and not verbatim:
+                    # a worktree's or submodule's `.git` file points at the repository: not OUT's business
+                    yield _Entry(rel, "pruned", skip_reason="version-control file: not copied (use --copy-vcs to copy it)")
+                    continue
+                yield _Entry(rel, "file", ignored=why, verbatim=verbatim)
             else:
                 yield _Entry(rel, "file", skip_reason="not a regular file (device, socket or fifo)")
 
-    yield from visit(src_root, "")
+    yield from visit(src_root, "", IgnoreRules.for_root(src_root) if respect_ignore else None, "", False)
 
 
 def _link_entry(link: Path, rel: str, root_real: Path) -> _Entry:
@@ -401,6 +425,9 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
         result = FileResult(path=rel, status=Status.FAILED, kind=front_end.kind if front_end else "python",
                             reason=f"internal error in the rewriter: {type(exc).__name__}: {exc}")
     result.path = rel
+    if result.kind == "python":  # comments are Python's: other kinds have no suppression syntax
+        result, notes = apply_suppressions(result, source)
+        result.warnings.extend(notes)
     return result, result.kind == "python" and is_entry_candidate(source)
 
 
@@ -486,7 +513,7 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
 
     single = src.name if src.is_file() else None
     src_root = src.parent if single else src
-    entries = list(_walk(src_root, single))
+    entries = list(_walk(src_root, single, respect_ignore=options.respect_ignore, copy_vcs=options.copy_vcs))
 
     reserved = RESERVED_NAMES if options.analysis else RESERVED_NAMES - frozenset(ANALYSIS_NAMES)
     tally = Tally()
@@ -494,9 +521,13 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
     python: list[tuple[str, str]] = []
     others: list[_Entry] = []
     dirs: list[str] = []
+    ignored: set[str] = set()
     for item in entries:
         if item.kind == "dir":
             dirs.append(item.rel)  # mirrored even when excluded: excluded files are copied unchanged
+            continue
+        if item.kind == "pruned":
+            skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED, reason=item.skip_reason)
             continue
         tally.files += 1
         pattern = _excluded_by(item.rel, options.exclude)
@@ -509,6 +540,15 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
             skipped[item.rel] = FileResult(path=item.rel, status=Status.SKIPPED,
                                            reason=f"excluded by --exclude {pattern}")
             others.append(item)  # copied unchanged
+        elif item.verbatim:
+            others.append(item)  # version-control data copied with --copy-vcs: never scanned nor rewritten
+        elif item.ignored:
+            ignored.add(item.rel)
+            others.append(item)  # copied unchanged, never scanned
+            if front_end_for(item.rel) is not None:  # listed, so that nobody wonders why it was not migrated
+                skipped[item.rel] = FileResult(
+                    path=item.rel, status=Status.SKIPPED,
+                    reason=f"ignored by {item.ignored} (copied unchanged; --no-ignore migrates it)")
         elif item.kind == "file" and front_end_for(item.rel) is not None:
             python.append((str(src_root / item.rel), item.rel))
         else:
@@ -536,8 +576,11 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
                 skipped[item.rel] = results_by_rel[item.rel] = FileResult(
                     path=item.rel, status=Status.SKIPPED, reason=f"{unreadable}; not copied")
                 continue
-            native_ops.extend(_copy_other(item, src_root, out if write else None))
-            if item.rel not in skipped:
+            native_ops.extend(_copy_other(item, src_root, out if write else None,
+                                          scan=not (item.verbatim or item.ignored)))
+            if item.rel in ignored:
+                tally.ignored += 1
+            elif item.rel not in skipped:
                 tally.copied += 1
         for result, is_candidate in rewrites:
             if write:
@@ -566,10 +609,13 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
             tally.failed += 1
             copied = "not copied" if result.reason.startswith("cannot read") else "copied unchanged"
             log.warning("%s: not migrated, %s: %s", result.path, copied, result.reason)
-        else:
+        elif result.path not in ignored:  # ignored files were counted when copied
             tally.skipped += 1
         tally.changes += len(result.changes)
         tally.unsupported += len(result.unsupported)
+        tally.suppressed += len(result.suppressed)
+        for note in result.warnings:
+            log.warning("%s", note)
     kinds = {"python": "python", "notebook": "notebooks", "shell": "shell", "requirements": "requirements",
              "config": "configs"}
     for result in results_by_rel.values():
@@ -588,7 +634,7 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
     return migration
 
 
-def _copy_other(item: _Entry, src_root: Path, out: Path | None) -> list[NativeOp]:
+def _copy_other(item: _Entry, src_root: Path, out: Path | None, *, scan: bool = True) -> list[NativeOp]:
     """Copy one non-Python file (or reproduce one symlink); scan C++/CUDA sources for operators."""
     source = src_root / item.rel
     if item.kind == "link":
@@ -596,7 +642,7 @@ def _copy_other(item: _Entry, src_root: Path, out: Path | None) -> list[NativeOp
             atomic_symlink(out / item.rel, item.link_target)
         return []
     ops: list[NativeOp] = []
-    if item.rel.lower().endswith(NATIVE_SUFFIXES):
+    if scan and item.rel.lower().endswith(NATIVE_SUFFIXES):
         try:
             text = source.read_bytes().decode("utf-8", errors="replace")
             ops = scan_native_ops(text, item.rel)

@@ -1,4 +1,4 @@
-"""The reports of a run, written into OUT with pandas, each file atomically.
+"""The reports of a run, written into OUT with the standard library, each file atomically.
 
 * ``change_list.csv`` -- one row per edit. The first five columns are msFmkTransplt's, so scripts written
   for Huawei's tool keep working; ours follow.
@@ -6,6 +6,7 @@
 * ``cuda_op_list.csv`` -- operators defined in the project's own C++/CUDA sources.
 * ``transplant_report.json`` -- the same rows, the tally, and the failed/skipped files with reasons.
 * ``transplant.log`` -- a readable account of the run.
+* ``transplant.diff`` and ``transplant_report.html`` -- for the reviewer (``transplant.review``).
 
 File paths are POSIX, relative to SRC. Empty reports still carry their header.
 """
@@ -23,21 +24,17 @@ from typing import TYPE_CHECKING
 from transplant import __version__
 from transplant.atomic import atomic_path
 from transplant.display import one_line
-from transplant.results import FileResult, Status
+from transplant.report_format import CHANGE_COLUMNS, NATIVE_OP_COLUMNS, UNSUPPORTED_COLUMNS, write_csv
+from transplant.results import Change, FileResult, Status
 
 if TYPE_CHECKING:  # report reads migrate's records; it never drives a migration
-    import pandas as pd
-
     from transplant.migrate import Migration
 
-# "Cell" is empty except for notebooks ("cell 3, line 2"; Start/End Line are then lines of that cell).
-CHANGE_COLUMNS = ["File", "Start Line", "End Line", "Operation Type", "Message",
-                  "Cell", "Column", "Rule", "Severity", "Before", "After"]
-UNSUPPORTED_COLUMNS = ["File", "Start Line", "End Line", "OP", "Tips", "Cell", "Rule"]
-NATIVE_OP_COLUMNS = ["File", "Api", "Line"]
+#: A table: one list of cell values per row, in its columns' order.
+Rows = list[list[object]]
 
 
-def change_rows(migration: Migration) -> pd.DataFrame:
+def change_rows(migration: Migration) -> Rows:
     """change_list.csv as a table, ordered by file, then position."""
     rows = [
         [r.path, c.line, c.end_line, _value(c.operation), c.message, cell_label(c.cell, c.line), c.column, c.rule,
@@ -45,10 +42,10 @@ def change_rows(migration: Migration) -> pd.DataFrame:
         for r in migration.results
         for c in sorted(r.changes, key=lambda c: (c.cell or 0, c.line, c.column, c.end_line))
     ]
-    return _frame(rows, CHANGE_COLUMNS, ["Start Line", "End Line", "Column"])
+    return _cleaned_rows(rows)
 
 
-def unsupported_rows(migration: Migration) -> pd.DataFrame:
+def unsupported_rows(migration: Migration) -> Rows:
     """unsupported_api.csv as a table, ordered by file, then position."""
     rows = [
         # Tips are never empty (the rule loader enforces it); the fallback still points somewhere useful.
@@ -57,7 +54,7 @@ def unsupported_rows(migration: Migration) -> pd.DataFrame:
         for r in migration.results
         for u in sorted(r.unsupported, key=lambda u: (u.cell or 0, u.line, u.column, u.end_line))
     ]
-    return _frame(rows, UNSUPPORTED_COLUMNS, ["Start Line", "End Line"])
+    return _cleaned_rows(rows)
 
 
 def cell_label(cell: int | None, line: int) -> str:
@@ -65,27 +62,16 @@ def cell_label(cell: int | None, line: int) -> str:
     return "" if cell is None else f"cell {cell}, line {line}"
 
 
-def native_op_rows(migration: Migration) -> pd.DataFrame:
+def native_op_rows(migration: Migration) -> Rows:
     """cuda_op_list.csv as a table, in the order the sources were walked."""
     rows = [[op.path, op.api, op.line] for op in migration.native_ops]
-    return _frame(rows, NATIVE_OP_COLUMNS, ["Line"])
+    return _cleaned_rows(rows)
 
 
-def _frame(rows: list[list[object]], columns: list[str], integers: list[str]) -> pd.DataFrame:
-    # Imported here: pandas weighs ~50 MiB, and worker processes forked before the reports are
-    # written should not carry it.
-    import pandas as pd
-
+def _cleaned_rows(rows: Rows) -> Rows:
     # The first column is a file name: shown on one line (a newline in a name must not look like a row).
-    rows = [[one_line(value) if i == 0 and isinstance(value, str) else _clean(value) if isinstance(value, str)
+    return [[one_line(value) if i == 0 and isinstance(value, str) else _clean(value) if isinstance(value, str)
              else value for i, value in enumerate(row)] for row in rows]
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in integers:
-        frame[column] = frame[column].astype("int64")
-    for column in columns:
-        if column not in integers:
-            frame[column] = frame[column].astype("object")
-    return frame
 
 
 def _clean(text: str) -> str:
@@ -101,20 +87,22 @@ def _value(operation: object) -> str:
     return str(getattr(operation, "value", operation))
 
 
-def write_reports(migration: Migration, out: Path) -> dict[str, Path]:
-    """Write every report into ``out``; returns their paths by file name."""
+def write_reports(migration: Migration, out: Path, ruleset: object = None) -> dict[str, Path]:
+    """Write every report into ``out``; returns their paths by file name.
+
+    ``ruleset`` (the run's rules) gives the HTML page and summaries each rule's message and severity.
+    """
+    from transplant.review import DIFF_NAME, HTML_NAME, write_diff, write_html
+
     changes = change_rows(migration)
     unsupported = unsupported_rows(migration)
     native = native_op_rows(migration)
     written: dict[str, Path] = {}
 
-    def csv(name: str, frame: pd.DataFrame) -> None:
-        written[name] = _atomic(out / name, lambda path: frame.to_csv(path, index=False, encoding="utf-8",
-                                                                      lineterminator="\n"))
-
-    csv("change_list.csv", changes)
-    csv("unsupported_api.csv", unsupported)
-    csv("cuda_op_list.csv", native)
+    for name, columns, rows in (("change_list.csv", CHANGE_COLUMNS, changes),
+                                ("unsupported_api.csv", UNSUPPORTED_COLUMNS, unsupported),
+                                ("cuda_op_list.csv", NATIVE_OP_COLUMNS, native)):
+        written[name] = write_csv(out / name, columns, rows)
     document = report_document(migration, changes, unsupported, native)
     written["transplant_report.json"] = _atomic(
         out / "transplant_report.json",
@@ -125,11 +113,13 @@ def write_reports(migration: Migration, out: Path) -> dict[str, Path]:
         out / "transplant.log",
         lambda path: Path(path).write_text(render_log(migration), encoding="utf-8"),
     )
+    written[DIFF_NAME] = write_diff(migration, out)
+    written[HTML_NAME] = write_html(migration, out, ruleset)
     return written
 
 
-def report_document(migration: Migration, changes: pd.DataFrame | None = None,
-                    unsupported: pd.DataFrame | None = None, native: pd.DataFrame | None = None) -> dict:
+def report_document(migration: Migration, changes: Rows | None = None,
+                    unsupported: Rows | None = None, native: Rows | None = None) -> dict:
     """The content of transplant_report.json."""
     changes = change_rows(migration) if changes is None else changes
     unsupported = unsupported_rows(migration) if unsupported is None else unsupported
@@ -144,11 +134,14 @@ def report_document(migration: Migration, changes: pd.DataFrame | None = None,
         "options": _options(migration),
         "tally": dataclasses.asdict(migration.tally),
         "by_rule": _by_rule(migration),
-        "changes": _records(changes),
-        "unsupported": _records(unsupported),
-        "cuda_ops": _records(native),
+        "changes": _records(CHANGE_COLUMNS, changes),
+        "unsupported": _records(UNSUPPORTED_COLUMNS, unsupported),
+        "cuda_ops": _records(NATIVE_OP_COLUMNS, native),
         "failed": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.FAILED],
         "skipped": [{"file": r.path, "reason": r.reason} for r in migration.results if r.status is Status.SKIPPED],
+        "suppressed": [{"file": r.path, "line": row.line, "rule": row.rule,
+                        "kind": "change" if isinstance(row, Change) else "unsupported"}
+                       for r in migration.results for row in r.suppressed],
     })
 
 
@@ -177,6 +170,8 @@ def _options(migration: Migration) -> dict[str, object]:
         "trust_pickles": options.rules.trust_pickles,
         "rewrite_configs": options.rules.rewrite_configs,
         "entry": options.entry,
+        "respect_ignore": options.respect_ignore,
+        "copy_vcs": options.copy_vcs,
     }
 
 
@@ -191,9 +186,8 @@ def _by_rule(migration: Migration) -> dict[str, dict[str, int]]:
     return dict(sorted(counts.items()))
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    # Through JSON so that numpy integers become plain ints.
-    return json.loads(frame.to_json(orient="records", force_ascii=False))
+def _records(columns: list[str], rows: Rows) -> list[dict]:
+    return [dict(zip(columns, row)) for row in rows]
 
 
 def render_log(migration: Migration) -> str:
@@ -228,11 +222,13 @@ def summary_lines(migration: Migration) -> list[str]:
         scanned = f"{t.changed + t.unchanged + t.failed} file(s) scanned ({kinds})"
     else:
         scanned = f"{t.python} Python file(s) scanned"
+    ignored = f"; {t.ignored} ignored by .gitignore/.ignore (copied unchanged)" if t.ignored else ""
+    suppressed = f"; {t.suppressed} suppressed by `# transplant: ignore`" if t.suppressed else ""
     return [
         f"{scanned}: {t.changed} changed, {t.unchanged} unchanged, "
-        f"{t.failed} failed; {t.skipped} skipped; {t.copied} other file(s) copied",
+        f"{t.failed} failed; {t.skipped} skipped; {t.copied} other file(s) copied{ignored}",
         f"change_list.csv: {t.changes} row(s), unsupported_api.csv: {t.unsupported} row(s), "
-        f"cuda_op_list.csv: {t.native_ops} row(s)",
+        f"cuda_op_list.csv: {t.native_ops} row(s){suppressed}",
     ]
 
 

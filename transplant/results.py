@@ -64,3 +64,6 @@ class FileResult:
     changes: list[Change] = field(default_factory=list)
     unsupported: list[Unsupported] = field(default_factory=list)
     kind: str = "python"              # the front end that read it (transplant.sources): python, notebook, ...
+    # rows acknowledged by a ``# transplant: ignore`` comment (edits undone; see transplant.suppress)
+    suppressed: list[Change | Unsupported] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, logged by the parent process

@@ -18,7 +18,8 @@ def test_help_documents_everything(invoke) -> None:
     assert result.exit_code == 0
     for word in ("-i, --input", "-o, --output", "--rules", "--select", "--ignore", "--exclude", "--diff",
                  "--check", "--jobs", "--force", "--entry", "--amp", "--npu-fused-optimizers", "--quiet",
-                 "rules", "run"):
+                 "--baseline", "--write-baseline", "--statistics", "--output-format", "--show-settings",
+                 "--no-ignore", "--copy-vcs", "transplant: ignore", "rules", "run"):
         assert word in result.stdout, word
 
 
@@ -133,3 +134,17 @@ def test_no_arguments_prints_help(invoke) -> None:
     result = invoke()
     assert result.exit_code == 2
     assert result.stdout.startswith("Usage: transplant ")
+
+
+def test_a_clash_with_the_unrelated_transplant_package_is_named(monkeypatch, capsys) -> None:
+    """The unrelated `transplant` distribution imports under our name: the command says so in one line."""
+    import transplant
+    from transplant import cli
+
+    assert transplant.__distribution__ == "transplant-npu"
+    monkeypatch.delattr(transplant, "__distribution__")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "pip uninstall transplant" in lines[0] and "transplant-npu" in lines[0]

@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import MODEL_PY, TRAIN_PY, UTILS_PY, tree_bytes, write_tree
 
 REPORTS = {"change_list.csv", "unsupported_api.csv", "cuda_op_list.csv", "transplant_report.json",
-           "transplant.log", "run_distributed_npu.sh",
+           "transplant.log", "run_distributed_npu.sh", "transplant.diff", "transplant_report.html",
            "unknown_api.csv", "api_precision_advice.csv", "api_performance_advice.csv", "affinity_api_call.csv"}
 
 

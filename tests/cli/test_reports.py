@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 from cli_helpers import write_tree
@@ -95,7 +96,8 @@ def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
     assert report["failed"] == [{"file": "legacy.py", "reason": report["failed"][0]["reason"]}]
     assert report["skipped"] == [{"file": "README.md", "reason": "excluded by --exclude README.md"}]
     assert report["options"] == {"rules": [], "select": [], "ignore": [], "exclude": ["README.md"], "amp": None,
-                                 "npu_fused_optimizers": False, "trust_pickles": False, "rewrite_configs": False, "entry": None}
+                                 "npu_fused_optimizers": False, "trust_pickles": False, "rewrite_configs": False,
+                                 "entry": None, "respect_ignore": True, "copy_vcs": False}
     by_rule = report["by_rule"]
     assert sum(v["changes"] for v in by_rule.values()) == report["tally"]["changes"]
     assert by_rule["TP101"]["changes"] >= 1 and list(by_rule) == sorted(by_rule)
@@ -159,3 +161,55 @@ def test_file_name_in_diff_header_is_quoted(invoke, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     headers = [line for line in result.stdout.splitlines() if line.startswith(("---", "+++"))]
     assert headers == ['--- "a/a\\n+++ b/other.py"', '+++ "b/a\\n+++ b/other.py"'], result.stdout
+
+
+def test_auto_report_and_offline_report_share_their_header(tmp_path: Path) -> None:
+    """One torch-free module owns the columns: the auto change log is change_list.csv's header + Count.
+
+    In a fresh process: importing transplant.auto arms auto mode, which must not happen in this one.
+    """
+    import subprocess
+    import sys
+
+    from transplant import report_format
+
+    assert report_format.CHANGE_COLUMNS == CHANGE_HEADER
+    target = tmp_path / "auto.csv"
+    code = ("import sys\nfrom transplant.auto import _record\n"
+            "from transplant.report_format import AUTO_CHANGE_COLUMNS, CHANGE_COLUMNS\n"
+            "assert _record.COLUMNS is AUTO_CHANGE_COLUMNS and AUTO_CHANGE_COLUMNS[:-1] == CHANGE_COLUMNS\n"
+            "_record.record('torch.cuda.synchronize', 'redirect', 'torch.cuda.synchronize', "
+            "'torch.npu.synchronize', depth=1)\n"
+            "_record.write_report(sys.argv[1])\n"
+            "assert 'torch' not in sys.modules and 'pandas' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr
+    text = target.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == ",".join([*CHANGE_HEADER, "Count"])
+    assert "\r" not in text and not list(tmp_path.glob(".transplant-*"))  # written through atomic.py
+    header, rows = read_csv(target)
+    assert rows[0]["Count"] == "1" and rows[0]["After"] == "'torch.npu.synchronize'"
+
+
+def test_csv_quoting_matches_the_golden_style() -> None:
+    from transplant.report_format import csv_text
+
+    text = csv_text(["A", "B", "C"], [["x,y", 'say "hi"', 3], ["", None, "multi\nline"]])
+    assert text == 'A,B,C\n"x,y","say ""hi""",3\n,,"multi\nline"\n'
+
+
+def test_a_migration_never_imports_pandas_or_numpy(project: Path, tmp_path: Path) -> None:
+    """The core install brings no numpy-dependent package: the reports use the csv module."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom transplant.cli import main\n"
+            "try:\n    main(['-q', '-j', '1', '-i', sys.argv[1], '-o', sys.argv[2]])\n"
+            "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'numpy', 'torch'))\n"
+            "assert not bad, bad\n")
+    done = subprocess.run([sys.executable, "-c", code, str(project), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "change_list.csv").is_file()

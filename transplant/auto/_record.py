@@ -9,16 +9,17 @@ so an auto run can be turned into an offline migration.
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from transplant.report_format import AUTO_CHANGE_COLUMNS, write_csv
+
 from ._policy import INTERNAL_PACKAGES
 
-# change_list.csv's columns, plus how often the change happened at run time.
-COLUMNS = ["File", "Start Line", "End Line", "Operation Type", "Message", "Column", "Rule", "Severity", "Before", "After", "Count"]
+# change_list.csv's columns plus Count, defined once with the offline reports' columns.
+COLUMNS = AUTO_CHANGE_COLUMNS
 
 
 @dataclass
@@ -115,6 +116,7 @@ def rows(rule_ids: dict[str, str] | None = None) -> list[dict[str, str]]:
                 "Operation Type": hit.operation,
                 "Message": f"{message} (auto mode, rewritten at import)" if static
                 else f"{message} (auto mode, {hit.count} call{'s' if hit.count != 1 else ''})",
+                "Cell": "",
                 "Column": str(hit.column),
                 "Rule": hit.rule or rule_ids.get(hit.api, "") or rule_ids.get(f"kind:{hit.kind}", ""),
                 "Severity": hit.severity,
@@ -155,10 +157,4 @@ def write_report(path: str | os.PathLike, rule_ids: dict[str, str] | None = None
     """Write the hit table to ``path`` (CSV with change_list.csv's columns plus Count)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows(rule_ids))
-    os.replace(tmp, target)
-    return target
+    return write_csv(target, COLUMNS, [[row[column] for column in COLUMNS] for row in rows(rule_ids)])

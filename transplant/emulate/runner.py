@@ -130,9 +130,13 @@ def run(argv: list[str], *, strict_cuda: bool = False, nproc: Optional[int] = No
     exit code (128+N if it was killed by signal N).
 
     Raises:
+        EmulatorRequirementError: torch is missing or not the release the emulator is validated against.
         RuntimeError: the real torch_npu is importable (the emulator must not shadow it).
         ValueError: no script, or ``nproc`` < 1.
     """
+    from transplant.emulate.requirements import check_torch
+
+    check_torch()
     real = real_torch_npu_location()
     if real is not None:
         raise RuntimeError(
