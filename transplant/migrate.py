@@ -136,6 +136,8 @@ class Migration:
     tally: Tally
     entry: str | None = None              # entry script of the launcher, POSIX relative to SRC
     launch_script: Path | None = None
+    # every script that looks like an entry (``__main__`` + argparse); several without --entry: no launcher
+    entry_candidates: list[str] = field(default_factory=list)
     options: MigrationOptions | None = None
 
 
@@ -500,10 +502,16 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     results = [results_by_rel[rel] for rel in sorted(results_by_rel, key=_path_key)]
     migration = Migration(src_root=src_root, out=out, results=results, native_ops=native_ops, tally=tally,
                           options=options)
-    migration.entry = entry or choose_entry(candidates)
+    migration.entry_candidates = sorted(candidates, key=_path_key)
+    migration.entry = entry or choose_entry(migration.entry_candidates)
+    ambiguous = migration.entry is None and len(candidates) > 1
+    if ambiguous:
+        log.warning("several entry scripts (%s): %s not written; re-run with --entry FILE",
+                    ", ".join(migration.entry_candidates), LAUNCH_SCRIPT_NAME)
     if write:
         assert out is not None
-        migration.launch_script = write_launch_script(out, migration.entry)
+        if not ambiguous:
+            migration.launch_script = write_launch_script(out, migration.entry)
         _copy_dir_modes(src_root, out, dirs)
     return migration
 

@@ -131,6 +131,7 @@ def report_document(migration: Migration, changes: pd.DataFrame | None = None,
         "source": str(migration.src_root),
         "output": str(migration.out) if migration.out is not None else None,
         "entry": migration.entry,
+        "entry_candidates": list(migration.entry_candidates),
         "options": _options(migration),
         "tally": dataclasses.asdict(migration.tally),
         "by_rule": _by_rule(migration),
@@ -201,6 +202,9 @@ def render_log(migration: Migration) -> str:
         lines.append(f"NATIVE-OP {op.path}:{op.line}: {op.api} needs a hand port")
     if migration.entry:
         lines.append(f"launcher entry script: {migration.entry}")
+    elif len(migration.entry_candidates) > 1:
+        lines.append("launcher not written: several entry scripts, re-run with --entry FILE: "
+                     + ", ".join(migration.entry_candidates))
     lines.append("tally: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(migration.tally).items()))
     return "\n".join(_clean(line) for line in lines) + "\n"
 

@@ -18,7 +18,8 @@ from transplant.rewrite import rewrite_source
 from transplant.rules import load_ruleset
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rules"
-KINDS = ("rename", "method", "device", "backend", "envvar", "tensor_type", "arguments", "import", "unsupported")
+KINDS = ("rename", "method", "device", "backend", "envvar", "tensor_type", "arguments", "import", "unsupported",
+         "multi_npu")
 CASES = sorted(p for kind in KINDS for p in (FIXTURES / kind).glob("*.in.py"))
 
 
