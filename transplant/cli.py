@@ -158,13 +158,19 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 130 interrup
               help="Enable mixed precision in the migrated code (bare --amp means fp16).")
 @click.option("--npu-fused-optimizers", is_flag=True,
               help="Replace torch/apex optimizers with torch_npu's fused NPU optimizers where equivalent.")
+@click.option("--distributed", is_flag=True,
+              help="Convert the single-device training script (--entry, else every script that parses "
+                   "arguments and trains) to DistributedDataParallel on HCCL under torchrun.")
+@click.option("--model", metavar="NAME",
+              help="With --distributed: the model variable to wrap, e.g. self.model (default: detected from "
+                   "the optimizer's parameters).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
 def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tuple[Path, ...],
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-        quiet: bool) -> None:
+        distributed: bool, model: str | None, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -174,10 +180,12 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
             click.echo(ctx.get_help())
             sys.exit(EXIT_USAGE)
         _fail("missing -i/--input SRC (see transplant --help)")
+    if model is not None and not distributed:
+        _fail("--model goes with --distributed")
     code = migrate_command(
         src=src, out=out, rule_files=rule_files, select=select, ignore=ignore, exclude=exclude, diff=diff,
         check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
-        npu_fused_optimizers=npu_fused_optimizers, quiet=quiet,
+        npu_fused_optimizers=npu_fused_optimizers, distributed=distributed, model=model, quiet=quiet,
     )
     sys.exit(code)
 
@@ -185,7 +193,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
 def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...], select: tuple[str, ...],
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-                    quiet: bool) -> int:
+                    quiet: bool, distributed: bool = False, model: str | None = None) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.report import summary_lines, unified_diff, write_reports
@@ -194,7 +202,8 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
 
     write = not (diff or check)
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
-                        amp=amp, npu_fused_optimizers=npu_fused_optimizers)
+                        amp=amp, npu_fused_optimizers=npu_fused_optimizers, distributed=distributed,
+                        model=model)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
                                write=write, force=force, entry=entry)
     try:

@@ -64,6 +64,8 @@ class RuleConfig:
     ignore: tuple[str, ...] = ()
     amp: str | None = None
     npu_fused_optimizers: bool = False
+    distributed: bool = False        # --distributed: single-device script -> DDP on HCCL
+    model: str | None = None         # --model: the model variable --distributed wraps
 
     def load(self) -> Any:
         """Load and validate the rule set (raises ``transplant.rules.RuleFileError``)."""
@@ -73,7 +75,8 @@ class RuleConfig:
             extra_files=self.extra_files,
             select=self.select,
             ignore=self.ignore,
-            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers},
+            options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers,
+                     "distributed": self.distributed, "model": self.model},
         )
         _refuse_unknown_kinds(ruleset)
         return ruleset
@@ -411,6 +414,10 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     entry = resolve_entry(options.entry, src) if options.entry else None
     if ruleset is None:
         ruleset = options.rules.load()
+    if entry is not None:
+        # --distributed converts only the entry script when one is named (the rule set travels to the
+        # workers, so the option rides on it)
+        ruleset.options["entry"] = entry
 
     single = src.name if src.is_file() else None
     src_root = src.parent if single else src

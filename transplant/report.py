@@ -165,6 +165,8 @@ def _options(migration: Migration) -> dict[str, object]:
         "exclude": list(options.exclude),
         "amp": options.rules.amp,
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
+        "distributed": options.rules.distributed,
+        "model": options.rules.model,
         "entry": options.entry,
     }
 

@@ -79,7 +79,8 @@ class _Planner:
             self.backend(call, _BACKEND_SLOTS[qual])
         elif qual in _DATA_PARALLEL:
             self.data_parallel_calls.append(call)
-            if "data_parallel" in self.roles:
+            # --distributed (pass_distributed, which runs first) replaced this one by DDP
+            if "data_parallel" in self.roles and id(call) not in getattr(self.ctx, "removed_data_parallel", ()):
                 self.data_parallel(call)
         elif qual in _COMMAND_RUNNERS and "launch_command" in self.roles:
             self.launch_command(call)
