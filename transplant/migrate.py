@@ -38,6 +38,9 @@ from transplant.results import FileResult, Status
 
 log = logging.getLogger(__name__)
 
+# The rule whose row marks a script converted by --distributed (rules/distributed.json, role "init").
+DISTRIBUTED_INIT_RULE = "TP200"
+
 #: Files transplant itself writes at the root of OUT; same-named files at the root of SRC are not copied.
 REPORT_NAMES = (
     "change_list.csv",
@@ -509,6 +512,11 @@ def migrate(options: MigrationOptions, *, ruleset: Any = None,
     results = [results_by_rel[rel] for rel in sorted(results_by_rel, key=_path_key)]
     migration = Migration(src_root=src_root, out=out, results=results, native_ops=native_ops, tally=tally,
                           options=options)
+    if options.rules.distributed:
+        # the scripts --distributed converted are what the launcher runs (a module-level script such as
+        # pytorch-cifar's main.py has no __main__ guard)
+        converted = [r.path for r in results if any(c.rule == DISTRIBUTED_INIT_RULE for c in r.changes)]
+        candidates = converted or candidates
     migration.entry_candidates = sorted(candidates, key=_path_key)
     migration.entry = entry or choose_entry(migration.entry_candidates)
     ambiguous = migration.entry is None and len(candidates) > 1

@@ -269,7 +269,7 @@ class _Converter:
                      before=c.first_line(self.code(stmt)))
             self.data_parallel_statements = getattr(self, "data_parallel_statements", set()) | {id(value)}
         # the multi_npu pass must not also rewrite a DataParallel this pass removes
-        setattr(self.ctx, "removed_data_parallel", getattr(self, "data_parallel_statements", set()))
+        self.removed_data_parallel: set[int] = getattr(self, "data_parallel_statements", set())
 
     def _wrap(self, model: cst.BaseExpression, point: cst.BaseStatement) -> None:
         ddp = c.call(self.t("nn.parallel.DistributedDataParallel"), model,
@@ -432,6 +432,11 @@ class _Converter:
 
     # ------------------------------------------------------------------ hand the plan to the engine
     def _commit(self) -> None:
+        setattr(self.ctx, "removed_data_parallel", self.removed_data_parallel)
+        removed = self.removed_data_parallel
+        # a DataParallel that is gone is no longer an unsupported use
+        self.ctx.unsupported = [u for u in self.ctx.unsupported if not (
+            u.node is not None and any(id(call) in removed and u.node is call.func for call in self.analysis.calls))]
         for node, edit in self.expr_edits:
             self.ctx.replace(node, edit)
         for stmt, plan in self.plans.values():
