@@ -102,6 +102,8 @@ class _Converter:
         self.plans: dict[int, tuple[cst.BaseStatement, _StmtPlan]] = {}
         self.expr_edits: list[tuple[cst.CSTNode, object]] = []
         self.rows: list[tuple] = []  # (node, role, message, before, after, operation, after_node)
+        self.needs_os = False
+        self.removed_data_parallel: set[int] = set()
 
     # ------------------------------------------------------------------ building blocks
     def t(self, dotted: str) -> cst.BaseExpression:
@@ -184,13 +186,22 @@ class _Converter:
             arg = c.call_arg(call, 0, "params")
             value = arg.value if arg is not None else None
             if (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
-                    and value.func.attr.value == "parameters" and c.is_simple_reference(value.func.value)):
+                    and value.func.attr.value == "parameters" and c.is_simple_reference(value.func.value)
+                    and self.code(value.func.value) != "self"):  # a wrapper's own parameters(): not a model
                 if wanted and self.code(value.func.value) != wanted:
                     continue
                 self.optimizer_call = call
                 return value.func.value
         if wanted:
-            raise _Refused(None, f"no optimizer built from {wanted}.parameters()")
+            # --model names it: wrap after its last assignment instead
+            assigned = [line for line in self.analysis.lines for small in line.body
+                        if isinstance(small, cst.Assign) and any(self.code(t.target) == wanted for t in small.targets)]
+            if assigned:
+                self.optimizer_call = assigned[-1]
+                return next(t.target for small in assigned[-1].body if isinstance(small, cst.Assign)
+                            for t in small.targets if self.code(t.target) == wanted)
+            raise _Refused(None, f"--model {wanted}: no optimizer built from {wanted}.parameters() and no "
+                           f"assignment to {wanted}")
         raise _Refused(None, "no optimizer built from `<model>.parameters()` (name the model with --model)")
 
     def _wrap_point(self, model: cst.BaseExpression) -> cst.BaseStatement:
@@ -223,7 +234,7 @@ class _Converter:
         for local, qualified in self.ctx.imports.bindings.items():
             if qualified == "os":
                 return local
-        self.ctx.add_import("os", self.roles["init"])
+        self.needs_os = True  # imported at commit: a refusal later in the plan must leave the file alone
         return "os"
 
     def _devices(self) -> None:
@@ -432,6 +443,8 @@ class _Converter:
 
     # ------------------------------------------------------------------ hand the plan to the engine
     def _commit(self) -> None:
+        if self.needs_os:
+            self.ctx.add_import("os", self.roles["init"])
         setattr(self.ctx, "removed_data_parallel", self.removed_data_parallel)
         removed = self.removed_data_parallel
         # a DataParallel that is gone is no longer an unsupported use
