@@ -137,3 +137,8 @@ def test_symlink_in_out_is_not_written_through(invoke, project: Path, tmp_path: 
     (out / "models").symlink_to(elsewhere)
     assert_refused(invoke("-i", project, "-o", out, "--force"), "symlink")
     assert tree_bytes(elsewhere) == {"x.txt": b"x"}
+
+
+def test_model_without_distributed(invoke, project: Path, tmp_path: Path) -> None:
+    assert_refused(invoke("-i", project, "-o", tmp_path / "out", "--model", "net"), "--model goes with --distributed")
+    assert not (tmp_path / "out").exists()
