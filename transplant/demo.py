@@ -131,7 +131,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _run([python, "prepare_fake_data.py", "--output_dir", str(fake)], cwd=_ORIGINAL)
 
     print("\n== 2. Migrate the CUDA trainer to Ascend NPU")
-    _run([python, "-m", "transplant", "-i", str(_ORIGINAL), "-o", str(migrated), "--quiet"], cwd=Path.cwd())
+    # the repository has two __main__ + argparse scripts (the trainer, the data generator): name the trainer
+    _run([python, "-m", "transplant", "-i", str(_ORIGINAL), "-o", str(migrated), "--quiet",
+          "--entry", "run_classifier.py"], cwd=Path.cwd())
     print(f"   migrated code and reports in {_shorten(str(migrated))}")
 
     print(f"\n== 3. Train the migrated trainer for {args.steps} steps on the emulated NPU")
