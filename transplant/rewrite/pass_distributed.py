@@ -278,9 +278,7 @@ class _Converter:
                      "instead (checkpoints keep unprefixed keys; one written by the DataParallel original has "
                      "'module.' keys)", Operation.DELETE, "pass" if plan.replace_with_pass else "",
                      before=c.first_line(self.code(stmt)))
-            self.data_parallel_statements = getattr(self, "data_parallel_statements", set()) | {id(value)}
-        # the multi_npu pass must not also rewrite a DataParallel this pass removes
-        self.removed_data_parallel: set[int] = getattr(self, "data_parallel_statements", set())
+            self.removed_data_parallel.add(id(value))
 
     def _wrap(self, model: cst.BaseExpression, point: cst.BaseStatement) -> None:
         ddp = c.call(self.t("nn.parallel.DistributedDataParallel"), model,
@@ -445,6 +443,7 @@ class _Converter:
     def _commit(self) -> None:
         if self.needs_os:
             self.ctx.add_import("os", self.roles["init"])
+        # the multi_npu pass (registered after this one) must not also rewrite a DataParallel removed here
         setattr(self.ctx, "removed_data_parallel", self.removed_data_parallel)
         removed = self.removed_data_parallel
         # a DataParallel that is gone is no longer an unsupported use
