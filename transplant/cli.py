@@ -199,6 +199,12 @@ Exit codes: 0 done (--check: clean); 1 --check found work; 2 usage error or refu
               help="With --check: how findings are printed on stdout (default: text).")
 @click.option("--show-settings", is_flag=True,
               help="Print the resolved settings (pyproject.toml [tool.transplant] + command line) and exit.")
+@click.option("--distributed", is_flag=True,
+              help="Convert the single-device training script (--entry, else every script that parses "
+                   "arguments and trains) to DistributedDataParallel on HCCL under torchrun.")
+@click.option("--model", metavar="NAME",
+              help="With --distributed: the model variable to wrap, e.g. self.model (default: detected from "
+                   "the optimizer's parameters).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tally; errors only.")
 @click.version_option(__version__, "-V", "--version", prog_name="transplant")
 @click.pass_context
@@ -207,7 +213,8 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
         no_cross_file: bool, trust_pickles: bool, rewrite_configs: bool, no_analysis: bool,
         no_ignore: bool, copy_vcs: bool, baseline: Path | None, write_baseline: Path | None, statistics: bool,
-        output_format: str | None, show_settings: bool, quiet: bool) -> None:
+        output_format: str | None, show_settings: bool, distributed: bool, model: str | None,
+        quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -229,6 +236,8 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
     if diff and (output_format not in (None, "text") or statistics):
         _fail("--output-format/--statistics do not go with --diff (both would print on stdout)")
     settings = _resolve_settings(src, given)
+    if model is not None and not distributed:
+        _fail("--model goes with --distributed")
     code = migrate_command(
         src=src, out=out, rule_files=tuple(Path(p) for p in settings.rule_files), select=settings.select,
         ignore=settings.ignore, exclude=settings.exclude, diff=diff, check=check, jobs=jobs or _default_jobs(),
@@ -238,7 +247,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         write_baseline=write_baseline,
         statistics=statistics, output_format=output_format or "text",
         trust_pickles=trust_pickles, cross_file=not no_cross_file, rewrite_configs=rewrite_configs,
-        analysis=not no_analysis,
+        analysis=not no_analysis, distributed=distributed, model=model,
     )
     sys.exit(code)
 
@@ -290,7 +299,8 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                     quiet: bool, respect_ignore: bool = True, copy_vcs: bool = False,
                     baseline: Path | None = None, write_baseline: Path | None = None, statistics: bool = False,
                     output_format: str = "text", trust_pickles: bool = False, cross_file: bool = True,
-                    rewrite_configs: bool = False, analysis: bool = True) -> int:
+                    rewrite_configs: bool = False, analysis: bool = True, distributed: bool = False,
+                    model: str | None = None) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
     from transplant.display import one_line
@@ -302,7 +312,7 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     write = not (diff or check)
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
                         amp=amp, npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles,
-                        rewrite_configs=rewrite_configs)
+                        rewrite_configs=rewrite_configs, distributed=distributed, model=model)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
                                write=write, force=force, entry=entry, respect_ignore=respect_ignore,
                                copy_vcs=copy_vcs, cross_file=cross_file, analysis=analysis)

@@ -137,7 +137,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _run([python, "prepare_fake_data.py", "--output_dir", str(fake)], cwd=_ORIGINAL)
 
     print("\n== 2. Migrate the CUDA trainer to Ascend NPU")
-    _run([python, "-m", "transplant", "-i", str(_ORIGINAL), "-o", str(migrated), "--quiet"], cwd=Path.cwd())
+    # the repository has two __main__ + argparse scripts (the trainer, the data generator): name the trainer
+    _run([python, "-m", "transplant", "-i", str(_ORIGINAL), "-o", str(migrated), "--quiet",
+          "--entry", "run_classifier.py"], cwd=Path.cwd())
     print(f"   migrated code and reports in {_shorten(str(migrated))}; the main change, in run_classifier.py:")
     for line in main_change_diff(_ORIGINAL / "run_classifier.py", migrated / "run_classifier.py"):
         print(f"     {line}")

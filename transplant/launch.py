@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from transplant.atomic import atomic_path
 
 LAUNCH_SCRIPT_NAME = "run_distributed_npu.sh"
-
-# Typical entry-point names, best first; used to choose among several detected candidates.
-_PREFERRED_STEMS = ("train", "main", "run", "pretrain", "finetune")
 
 _MAIN_GUARD = re.compile(rb"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 _ARGPARSE = re.compile(rb"^\s*(?:import\s+argparse|from\s+argparse\s+import)\b", re.MULTILINE)
@@ -30,23 +27,12 @@ def is_entry_candidate(source: bytes) -> bool:
 
 
 def choose_entry(candidates: list[str]) -> str | None:
-    """Pick the entry script among candidate POSIX paths, deterministically.
+    """The entry script when exactly one candidate (POSIX path) was found, else None.
 
-    Order: a conventional training name (``train*.py`` before ``main*.py`` ...), then the shallowest
-    path, then alphabetical.
+    Several candidates (pytorch/examples holds a trainer per folder) are never guessed between: the
+    migration lists them and writes the launcher only when ``--entry`` names one.
     """
-    if not candidates:
-        return None
-
-    def rank(path: str) -> tuple[int, int, str]:
-        stem = PurePosixPath(path).stem.lower()
-        preference = next(
-            (i for i, name in enumerate(_PREFERRED_STEMS) if stem == name or stem.startswith(name)),
-            len(_PREFERRED_STEMS),
-        )
-        return preference, path.count("/"), path
-
-    return min(candidates, key=rank)
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def render_launch_script(entry: str | None) -> str:
@@ -120,13 +106,18 @@ MASTER_PORT="${MASTER_PORT:-29500}"
 export HCCL_CONNECT_TIMEOUT="${HCCL_CONNECT_TIMEOUT:-1200}"
 
 read -r -a launcher <<< "${TORCHRUN:-torchrun}"
-exec "${launcher[@]}" \\
-    --nnodes="$NNODES" \\
-    --node_rank="$NODE_RANK" \\
-    --nproc_per_node="$NPROC_PER_NODE" \\
-    --master_addr="$MASTER_ADDR" \\
-    --master_port="$MASTER_PORT" \\
-    "$here/$entry" "$@"
+command=("${launcher[@]}"
+    --nnodes="$NNODES"
+    --node_rank="$NODE_RANK"
+    --nproc_per_node="$NPROC_PER_NODE"
+    --master_addr="$MASTER_ADDR"
+    --master_port="$MASTER_PORT"
+    "$here/$entry" "$@")
+# Say what runs (on stderr, so the training script's own output stays clean).
+printf 'run_distributed_npu.sh: running:' >&2
+printf ' %q' "${command[@]}" >&2
+printf '\\n' >&2
+exec "${command[@]}"
 """
 
 __all__ = [

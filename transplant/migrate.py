@@ -44,6 +44,9 @@ from transplant.suppress import apply_suppressions
 
 log = logging.getLogger(__name__)
 
+# The rule whose row marks a script converted by --distributed (rules/distributed.json, role "init").
+DISTRIBUTED_INIT_RULE = "TP200"
+
 #: Files transplant itself writes at the root of OUT; same-named files at the root of SRC are not copied.
 REPORT_NAMES = (
     "change_list.csv",
@@ -78,6 +81,8 @@ class RuleConfig:
     npu_fused_optimizers: bool = False
     trust_pickles: bool = False
     rewrite_configs: bool = False   # --rewrite-configs: device/backend values of config files (TP68x)
+    distributed: bool = False        # --distributed: single-device script -> DDP on HCCL
+    model: str | None = None         # --model: the model variable --distributed wraps
 
     def load(self) -> Any:
         """Load and validate the rule set (raises ``transplant.rules.RuleFileError``)."""
@@ -88,7 +93,8 @@ class RuleConfig:
             select=self.select,
             ignore=self.ignore,
             options={"amp": self.amp, "npu_fused_optimizers": self.npu_fused_optimizers,
-                     "trust_pickles": self.trust_pickles, "rewrite_configs": self.rewrite_configs},
+                     "trust_pickles": self.trust_pickles, "rewrite_configs": self.rewrite_configs,
+                     "distributed": self.distributed, "model": self.model},
         )
         _refuse_unknown_kinds(ruleset)
         return ruleset
@@ -164,6 +170,8 @@ class Migration:
     tally: Tally
     entry: str | None = None              # entry script of the launcher, POSIX relative to SRC
     launch_script: Path | None = None
+    # every script that looks like an entry (``__main__`` + argparse); several without --entry: no launcher
+    entry_candidates: list[str] = field(default_factory=list)
     options: MigrationOptions | None = None
 
 
@@ -510,6 +518,10 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
     entry = resolve_entry(options.entry, src) if options.entry else None
     if ruleset is None:
         ruleset = options.rules.load()
+    if entry is not None:
+        # --distributed converts only the entry script when one is named (the rule set travels to the
+        # workers, so the option rides on it)
+        ruleset.options["entry"] = entry
 
     single = src.name if src.is_file() else None
     src_root = src.parent if single else src
@@ -626,10 +638,21 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
     results = [results_by_rel[rel] for rel in sorted(results_by_rel, key=_path_key)]
     migration = Migration(src_root=src_root, out=out, results=results, native_ops=native_ops, tally=tally,
                           options=options)
-    migration.entry = entry or choose_entry(candidates)
+    if options.rules.distributed:
+        # the scripts --distributed converted are what the launcher runs (a module-level script such as
+        # pytorch-cifar's main.py has no __main__ guard)
+        converted = [r.path for r in results if any(c.rule == DISTRIBUTED_INIT_RULE for c in r.changes)]
+        candidates = converted or candidates
+    migration.entry_candidates = sorted(candidates, key=_path_key)
+    migration.entry = entry or choose_entry(migration.entry_candidates)
+    ambiguous = migration.entry is None and len(candidates) > 1
+    if ambiguous:
+        log.warning("several entry scripts (%s): %s not written; re-run with --entry FILE",
+                    ", ".join(migration.entry_candidates), LAUNCH_SCRIPT_NAME)
     if write:
         assert out is not None
-        migration.launch_script = write_launch_script(out, migration.entry)
+        if not ambiguous:
+            migration.launch_script = write_launch_script(out, migration.entry)
         _copy_dir_modes(src_root, out, dirs)
     return migration
 

@@ -131,6 +131,7 @@ def report_document(migration: Migration, changes: Rows | None = None,
         "source": str(migration.src_root),
         "output": str(migration.out) if migration.out is not None else None,
         "entry": migration.entry,
+        "entry_candidates": list(migration.entry_candidates),
         "options": _options(migration),
         "tally": dataclasses.asdict(migration.tally),
         "by_rule": _by_rule(migration),
@@ -169,6 +170,8 @@ def _options(migration: Migration) -> dict[str, object]:
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
         "trust_pickles": options.rules.trust_pickles,
         "rewrite_configs": options.rules.rewrite_configs,
+        "distributed": options.rules.distributed,
+        "model": options.rules.model,
         "entry": options.entry,
         "respect_ignore": options.respect_ignore,
         "copy_vcs": options.copy_vcs,
@@ -207,6 +210,9 @@ def render_log(migration: Migration) -> str:
         lines.append(f"NATIVE-OP {op.path}:{op.line}: {op.api} needs a hand port")
     if migration.entry:
         lines.append(f"launcher entry script: {migration.entry}")
+    elif len(migration.entry_candidates) > 1:
+        lines.append("launcher not written: several entry scripts, re-run with --entry FILE: "
+                     + ", ".join(migration.entry_candidates))
     lines.append("tally: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(migration.tally).items()))
     # One line per entry, whatever the file names hold (a newline in a name must not forge an entry).
     return "\n".join(one_line(line) for line in lines) + "\n"

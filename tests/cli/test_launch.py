@@ -128,6 +128,35 @@ def test_entry_detection() -> None:
     assert not is_entry_candidate(b"import argparse\n# if __name__ == '__main__':\n")
     assert not is_entry_candidate(b"if __name__ == '__main__':\n    main()\n")  # no argparse
     assert choose_entry([]) is None
-    assert choose_entry(["tools/eval.py", "scripts/train_big.py", "main.py"]) == "scripts/train_big.py"
-    assert choose_entry(["b/main.py", "main.py", "a.py"]) == "main.py"
-    assert choose_entry(["z.py", "a.py"]) == "a.py"
+    assert choose_entry(["tools/train.py"]) == "tools/train.py"
+    # several trainers (pytorch/examples): never guessed between
+    assert choose_entry(["tools/eval.py", "scripts/train_big.py", "main.py"]) is None
+    assert choose_entry(["z.py", "a.py"]) is None
+
+
+def test_several_entries_need_entry_option(invoke, tmp_path: Path, fake_torchrun: Path) -> None:
+    """With several __main__ + argparse scripts no launcher is written; the log and the JSON report list
+    the candidates; with --entry the launcher runs the named one."""
+    import json
+
+    src = write_tree(tmp_path / "src", {"mnist/main.py": TRAIN_PY, "imagenet/main.py": TRAIN_PY, "net.py": MODEL_PY})
+    out = tmp_path / "out"
+    result = invoke("-i", src, "-o", out)
+    assert result.exit_code == 0
+    assert not (out / "run_distributed_npu.sh").exists()
+    log = (out / "transplant.log").read_text()
+    assert "launcher not written: several entry scripts, re-run with --entry FILE: imagenet/main.py, mnist/main.py" \
+        in log
+    report = json.loads((out / "transplant_report.json").read_text())
+    assert report["entry"] is None and report["entry_candidates"] == ["imagenet/main.py", "mnist/main.py"]
+    out2 = tmp_path / "out2"
+    assert invoke("-i", src, "-o", out2, "--entry", "mnist/main.py").exit_code == 0
+    code, argv, stderr = launch(out2 / "run_distributed_npu.sh", fake_torchrun, tmp_path)
+    assert code == 0 and argv[5] == str(out2 / "mnist" / "main.py")
+
+
+def test_launcher_prints_what_it_runs(migrated: Path, fake_torchrun: Path, tmp_path: Path) -> None:
+    code, _, stderr = launch(migrated / "run_distributed_npu.sh", fake_torchrun, tmp_path, "--lr", "a b")
+    assert code == 0
+    assert stderr.startswith("run_distributed_npu.sh: running: torchrun --nnodes=1 --node_rank=0 ")
+    assert stderr.rstrip().endswith(f"{migrated / 'train.py'} --lr a\\ b".replace(" dir", "\\ dir")), stderr

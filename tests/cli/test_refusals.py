@@ -153,3 +153,8 @@ def test_pathological_rule_file_is_one_line(invoke, project: Path, tmp_path: Pat
     assert not (tmp_path / "out").exists()
     listing = invoke("rules", "-r", bad)
     assert_refused(listing, f"bad rule file: {bad}: ")
+
+
+def test_model_without_distributed(invoke, project: Path, tmp_path: Path) -> None:
+    assert_refused(invoke("-i", project, "-o", tmp_path / "out", "--model", "net"), "--model goes with --distributed")
+    assert not (tmp_path / "out").exists()

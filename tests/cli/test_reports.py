@@ -97,6 +97,7 @@ def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
     assert report["skipped"] == [{"file": "README.md", "reason": "excluded by --exclude README.md"}]
     assert report["options"] == {"rules": [], "select": [], "ignore": [], "exclude": ["README.md"], "amp": None,
                                  "npu_fused_optimizers": False, "trust_pickles": False, "rewrite_configs": False,
+                                 "distributed": False, "model": None,
                                  "entry": None, "respect_ignore": True, "copy_vcs": False}
     by_rule = report["by_rule"]
     assert sum(v["changes"] for v in by_rule.values()) == report["tally"]["changes"]

@@ -43,7 +43,8 @@ def selfmm_cpu(selfmm_work: Path) -> Run:
 @pytest.fixture(scope="session")
 def selfmm_migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("selfmm_npu") / "out"
-    done = migrate(SELFMM / "original", out)
+    # data/make_synthetic.py and data/TextPre.py also run as __main__ with argparse: name the trainer
+    done = migrate(SELFMM / "original", out, "--entry", "run.py")
     assert done.returncode == 0, f"transplant failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return out
 
@@ -73,6 +74,7 @@ def albert_cpu(albert_work: Path) -> Run:
 @pytest.fixture(scope="session")
 def albert_migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("albert_npu") / "out"
-    done = migrate(ALBERT / "original", out)
+    # two scripts run as __main__ with argparse (the trainer and the data generator): name the trainer
+    done = migrate(ALBERT / "original", out, "--entry", "run_classifier.py")
     assert done.returncode == 0, f"transplant failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return out

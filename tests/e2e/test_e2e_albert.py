@@ -61,8 +61,15 @@ CHECKLIST = [
               result=r'torch\.device\("npu", args\.local_rank\)'),
     Construct("run_classifier.py", "init_process_group(backend='nccl')", "migrated",
               result=r"init_process_group\(backend='hccl'\)"),
-    Construct("run_classifier.py", "model = torch.nn.DataParallel(model)", "reported", op="DataParallel",
-              why="DataParallel is not supported on Ascend (n_gpu > 1)"),
+    # an 8-NPU host: DataParallel over several NPUs is unsupported, so one NPU and n_gpu == 1 (issue 10)
+    Construct("run_classifier.py", "model = torch.nn.DataParallel(model)", "migrated",
+              result=r"torch\.nn\.DataParallel\(model, device_ids=\[torch\.npu\.current_device\(\)\]\)",
+              why="DataParallel over several NPUs is not supported on Ascend (n_gpu > 1)"),
+    Construct("run_classifier.py", "args.n_gpu = torch.cuda.device_count()", "migrated",
+              result=r"args\.n_gpu = min\(1, torch\.npu\.device_count\(\)\)"),
+    # torch.distributed.launch passes --local_rank; torchrun and the launcher set only LOCAL_RANK
+    Construct("run_classifier.py", 'parser.add_argument("--local_rank", type=int, default=-1,', "migrated",
+              result=r"default=int\(os\.environ\.get\('LOCAL_RANK', -1\)\)"),
     # tools/common.py helpers (seeding is live; prepare_device/model_device are dead code for the trainer)
     Construct("tools/common.py", "torch.cuda.manual_seed(seed)", "migrated",
               result=r"torch(_npu)?\.npu\.manual_seed\(seed\)"),
@@ -178,6 +185,21 @@ def test_static_migration_trains_on_emulated_npu(albert_static: Run, albert_cpu:
     # with the CPU kernels, so every loss and the final weights are identical, bit for bit.
     assert albert_static.losses == albert_cpu.losses
     assert albert_static.field("final_param_sha256") == albert_cpu.field("final_param_sha256")
+
+
+def test_static_migration_trains_on_eight_npu_host(albert_migrated: Path, albert_work: Path,
+                                                    albert_static: Run) -> None:
+    """On an (emulated) 8-NPU host the migrated default command trains on one NPU: the original's
+    ``n_gpu > 1`` DataParallel would die there, and n_gpu-derived batch sizes would be 8x."""
+    args, loss_log = albert_args(albert_work, "npu8")
+    env = dict(EMULATOR_ENV, TRANSPLANT_NPU_COUNT="8")
+    run = transplant_run(args, cwd=albert_migrated, env=env, loss_log=loss_log, strict_cuda=True)
+    assert run.returncode == 0, run.describe()
+    assert set(run.field("device")) == {"npu:0"}
+    assert "n_gpu: 1," in run.stderr + run.stdout, run.describe()
+    # same batches as on one NPU (train_batch_size = per_gpu * max(1, n_gpu)): the same training
+    assert run.losses == albert_static.losses
+    assert run.field("final_param_sha256") == albert_static.field("final_param_sha256")
 
 
 def test_auto_mode_matches_static(albert_static: Run, albert_work: Path) -> None:

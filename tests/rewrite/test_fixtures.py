@@ -19,7 +19,7 @@ from transplant.rules import load_ruleset
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rules"
 KINDS = ("rename", "method", "device", "backend", "envvar", "tensor_type", "arguments", "import", "unsupported", "profiler",
-         "module_alias", "method_reference", "fork_rng", "npu_import")
+         "module_alias", "method_reference", "fork_rng", "npu_import", "multi_npu")
 CASES = sorted(p for kind in KINDS for p in (FIXTURES / kind).glob("*.in.py"))
 
 

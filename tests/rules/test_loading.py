@@ -28,7 +28,8 @@ def test_bundled_sets_load_and_are_typed() -> None:
     assert isinstance(rs.get("TP120"), MethodRule)
     assert isinstance(rs.get("TP130"), DeviceRule)
     assert len({r.id for r in rs.rules}) == len(rs.rules)
-    assert rs.options == {"amp": None, "npu_fused_optimizers": False, "trust_pickles": False}
+    assert rs.options == {"amp": None, "npu_fused_optimizers": False, "trust_pickles": False, "distributed": False,
+                          "model": None, "entry": None}
 
 
 def test_rules_behind_an_option_are_listed_but_inert() -> None:
@@ -40,6 +41,10 @@ def test_rules_behind_an_option_are_listed_but_inert() -> None:
     on = load_ruleset(options={"amp": "fp16"})
     assert {"TP430", "TP431"} <= {r.id for r in on}
     assert on.may_apply(b"loss.backward()\n")
+    # --distributed rules likewise: listed, inert without the option
+    assert off.get("TP200") is not None and off.get("TP200").requires_option == "distributed"
+    assert "TP200" not in {r.id for r in off}
+    assert "TP200" in {r.id for r in load_ruleset(options={"distributed": True})}
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 # Options that reach rule kinds (see prompts/rules_format.md): set from the CLI.
-DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False, "trust_pickles": False}
+DEFAULT_OPTIONS: Mapping[str, object] = {"amp": None, "npu_fused_optimizers": False, "trust_pickles": False,
+                                         "distributed": False, "model": None, "entry": None}
 
 
 class RuleFileError(Exception):
