@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import write_tree
 
-OLD = "import torch\n\nmodel = torch.nn.DataParallel(torch.nn.Linear(2, 2))\nx = torch.zeros(2).cuda()\n"
+OLD = "import torch\n\nmodel = torch.nn.DataParallel(torch.nn.Linear(2, 2), device_ids=[0, 1])\nx = torch.zeros(2).cuda()\n"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 model = nn.Linear(2, 2).cuda()  # transplant: ignore[TP120]
 x = torch.zeros(2, device="cuda")
-net = nn.DataParallel(model)  # transplant: ignore
+net = nn.DataParallel(model, device_ids=[0, 1])  # transplant: ignore
 y = torch.ones(
     3, device="cuda")  # a comment on a continuation line
 z = torch.ones(  # transplant: ignore
@@ -81,7 +81,7 @@ def test_migration_leaves_suppressed_statements_and_reports_them(invoke, tmp_pat
 def test_check_passes_when_every_finding_is_acknowledged(invoke, tmp_path: Path) -> None:
     src = write_tree(tmp_path / "src", {"train.py": (
         "import torch\n"
-        "model = torch.nn.DataParallel(torch.nn.Linear(2, 2))  # transplant: ignore[TP5]\n"
+        "model = torch.nn.DataParallel(torch.nn.Linear(2, 2), device_ids=[0, 1])  # transplant: ignore[TP5]\n"
         "torch.backends.cudnn.benchmark = True  # transplant: ignore\n"
         "x = torch.zeros(2).cuda()  # transplant: ignore[TP120]\n")})
     result = invoke("-i", src, "--check")

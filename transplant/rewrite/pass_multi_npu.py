@@ -178,16 +178,17 @@ class _Planner:
         launch = node.elements[hits[0]].value
         assert isinstance(launch, cst.SimpleString)
         quote = launch.value[0]
-        self.ctx.replace(launch, lambda updated: updated.with_changes(
-            value=f"{quote}torch.distributed.run{quote}"))
-        self.ctx.record_change(launch, rule, before=launch.value, after=f"{quote}torch.distributed.run{quote}")
-        for i, v in enumerate(values):
-            if v in ("--use_env", "--use-env"):
-                element = node.elements[i]
-                self.ctx.replace(element, lambda updated: cst.RemovalSentinel.REMOVE)
-                self.ctx.record_change(element, rule, "--use_env dropped (torchrun always passes LOCAL_RANK in "
-                                       "the environment)", before=self.ctx.code(element.value),
-                                       operation=Operation.DELETE)
+        renamed = f"{quote}torch.distributed.run{quote}"
+        dropped = [i for i, v in enumerate(values) if v in ("--use_env", "--use-env")]
+        # One edit of the whole list: an element is not a statement, so it is dropped by rebuilding its
+        # list (the byte-range engine regenerates only the outermost edited node).
+        self.ctx.replace(node, lambda updated: _rebuilt_command(updated, hits[0], renamed, dropped))
+        self.ctx.record_change(launch, rule, before=launch.value, after=renamed)
+        for i in dropped:
+            element = node.elements[i]
+            self.ctx.record_change(element, rule, "--use_env dropped (torchrun always passes LOCAL_RANK in "
+                                   "the environment)", before=self.ctx.code(element.value),
+                                   operation=Operation.DELETE)
 
     def local_rank(self, call: cst.Call) -> None:
         flags = [c.literal_value(a.value) for a in call.args if a.keyword is None and not a.star]
@@ -346,3 +347,15 @@ def _is_string_choice(node: cst.BaseExpression) -> bool:
     if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
         return True
     return isinstance(node, cst.IfExp) and _is_string_choice(node.body) and _is_string_choice(node.orelse)
+
+
+def _rebuilt_command(node: cst.List | cst.Tuple, launch: int, renamed: str, dropped: list[int]) -> cst.BaseExpression:
+    """``node`` with its ``launch`` element renamed and the ``dropped`` elements left out (commas kept)."""
+    elements = list(node.elements)
+    old_launch = elements[launch]
+    assert isinstance(old_launch, cst.Element)
+    elements[launch] = old_launch.with_changes(value=old_launch.value.with_changes(value=renamed))  # type: ignore[attr-defined]
+    kept = [e for i, e in enumerate(elements) if i not in dropped]
+    if kept and len(elements) - 1 in dropped:  # the old last element's comma (or its absence) moves up
+        kept[-1] = kept[-1].with_changes(comma=elements[-1].comma)
+    return node.with_changes(elements=kept)
