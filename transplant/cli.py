@@ -17,7 +17,6 @@ import signal
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -72,10 +71,8 @@ def _library_logging(quiet: bool) -> Iterator[None]:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM unwind like Ctrl-C, so the temp-file clean-up in migrate runs."""
-
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    """Let SIGTERM unwind like Ctrl-C, so the temp-file clean-up in migrate runs (and remember it)."""
+    from transplant._entry import raise_interrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, raise_interrupt)
@@ -163,6 +160,12 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error;
               help="Enable mixed precision in the migrated code (bare --amp means fp16).")
 @click.option("--npu-fused-optimizers", is_flag=True,
               help="Replace torch/apex optimizers with torch_npu's fused NPU optimizers where equivalent.")
+@click.option("--file-timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, metavar="SECONDS",
+              help="Give up on a Python file after this long (it is copied unchanged and listed as skipped); "
+                   "0: no limit.")
+@click.option("--max-memory", type=click.IntRange(min=0), default=2048, show_default=True, metavar="MiB",
+              help="Memory bound of each worker process; a file needing more is copied unchanged and listed "
+                   "as skipped. 0: no limit.")
 @click.option("--trust-pickles", is_flag=True,
               help="Add weights_only=False to torch.load calls that may unpickle Python objects (only for "
                    "checkpoints from trusted sources; see transplant rules TP171).")
@@ -172,7 +175,7 @@ Exit codes: 0 done; 1 --check found work; 2 usage error or refusal; 3 I/O error;
 def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tuple[Path, ...],
         select: tuple[str, ...], ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool,
         jobs: int | None, force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-        trust_pickles: bool, quiet: bool) -> None:
+        file_timeout: float, max_memory: int, trust_pickles: bool, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -186,6 +189,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         src=src, out=out, rule_files=rule_files, select=select, ignore=ignore, exclude=exclude, diff=diff,
         check=check, jobs=jobs or _default_jobs(), force=force, entry=entry, amp=amp,
         npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles, quiet=quiet,
+        file_timeout=file_timeout, max_memory=max_memory,
     )
     sys.exit(code)
 
@@ -193,19 +197,24 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
 def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...], select: tuple[str, ...],
                     ignore: tuple[str, ...], exclude: tuple[str, ...], diff: bool, check: bool, jobs: int,
                     force: bool, entry: str | None, amp: str | None, npu_fused_optimizers: bool,
-                    quiet: bool, trust_pickles: bool = False) -> int:
+                    quiet: bool, trust_pickles: bool = False, file_timeout: float | None = None,
+                    max_memory: int | None = None) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
+    from transplant._entry import was_interrupted
     from transplant.display import one_line
     from transplant.report import summary_lines, unified_diff, write_reports
     from transplant.results import FileResult, Status
     from transplant.rules import RuleFileError
+    from transplant.workers import DEFAULT_BOUNDS, Bounds
 
     write = not (diff or check)
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
                         amp=amp, npu_fused_optimizers=npu_fused_optimizers, trust_pickles=trust_pickles)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
-                               write=write, force=force, entry=entry)
+                               write=write, force=force, entry=entry,
+                               bounds=Bounds(DEFAULT_BOUNDS.file_timeout if file_timeout is None else file_timeout,
+                                             DEFAULT_BOUNDS.max_memory_mib if max_memory is None else max_memory))
     try:
         ruleset = config.load()
     except RuleFileError as exc:
@@ -216,6 +225,8 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     progress = _Progress(quiet)
 
     def on_file(result: FileResult) -> None:
+        if was_interrupted():
+            raise KeyboardInterrupt  # an earlier one was swallowed (in a finalizer): stop now
         progress.advance()
         if diff and result.status is Status.CHANGED:
             text = unified_diff(result, (src_root / result.path).read_bytes())
@@ -240,9 +251,9 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     except MigrationError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted; OUT is incomplete (every file in it is whole)", EXIT_INTERRUPTED)
-    except BrokenProcessPool as exc:
-        _fail(f"a worker process died ({exc}); OUT is incomplete", EXIT_CHECK_FAILED)
+        from transplant._entry import interrupted
+
+        interrupted()
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"I/O error{where}: {exc.strerror or exc}; OUT is incomplete (every file in it is whole)", EXIT_IO)
@@ -361,5 +372,26 @@ def run_command(strict_cuda: bool, nproc: int | None, script: str, args: tuple[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``transplant``) and ``python -m transplant``."""
-    cli.main(args=argv, prog_name="transplant")
+    """Run the command line; an interrupt at any point (option parsing included) exits 130.
+
+    click's own handling would turn Ctrl-C into "Aborted!" and exit status 1.
+    """
+    from transplant._entry import interrupted, was_interrupted
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with _terminate_as_interrupt():
+            # What click's main() does, without its KeyboardInterrupt handling (a blank line, then
+            # "Aborted!" and exit status 1).
+            with cli.make_context("transplant", args) as ctx:
+                cli.invoke(ctx)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        interrupted()
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    if was_interrupted():  # the interrupt's exception was swallowed somewhere: still an interrupt
+        interrupted()
+    sys.exit(0)

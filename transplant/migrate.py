@@ -22,12 +22,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candida
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
 from transplant.outlock import OutLocked, locked_out
 from transplant.results import FileResult, Status
+from transplant.workers import DEFAULT_BOUNDS, BoundedPool, Bounds
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +107,7 @@ class MigrationOptions:
     write: bool = True               # False for --diff / --check
     force: bool = False
     entry: str | None = None         # --entry, as given by the user
+    bounds: Bounds = DEFAULT_BOUNDS  # --file-timeout, --max-memory
 
 
 @dataclass
@@ -311,15 +311,9 @@ _worker_ruleset: Any = None
 _worker_project_modules: frozenset[str] = frozenset()
 
 
-def _init_worker(ruleset: Any, project_modules: frozenset[str]) -> None:
-    # Ctrl-C goes to the whole process group; the parent handles it and shuts the pool down. A forked
-    # worker must also drop the parent's SIGTERM handler (the CLI's), which is meant for the parent.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _init_state(ruleset, project_modules)
-
-
 def _init_state(ruleset: Any, project_modules: frozenset[str]) -> None:
+    """Set in each worker once (inherited on fork, pickled otherwise): validating the JSON again in
+    every worker would cost more than small projects take to migrate."""
     global _worker_ruleset, _worker_project_modules
     _worker_ruleset, _worker_project_modules = ruleset, project_modules
 
@@ -357,37 +351,6 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
                             reason=f"internal error in the rewriter: {type(exc).__name__}: {exc}")
     result.path = rel
     return result, is_entry_candidate(source)
-
-
-class _Rewrites:
-    """Results of :func:`_rewrite_task` in task order, computed in ``jobs`` worker processes.
-
-    The pool receives every task on entry, so the caller can copy other files meanwhile. A
-    ProcessPoolExecutor (not multiprocessing.Pool) because a worker that dies or fails to start turns
-    into an error (BrokenProcessPool) instead of a hang.
-    """
-
-    def __init__(self, tasks: list[tuple[str, str]], ruleset: Any, project_modules: frozenset[str],
-                 jobs: int) -> None:
-        self._tasks, self._state, self._jobs = tasks, (ruleset, project_modules), jobs
-        self._executor: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> Iterator[tuple[FileResult, bool]]:
-        if self._jobs <= 1 or len(self._tasks) <= 1:
-            _init_state(*self._state)
-            return map(_rewrite_task, self._tasks)
-        workers = min(self._jobs, len(self._tasks))
-        # The rule set travels to each worker once (inherited on fork, pickled otherwise): validating
-        # the JSON again in every worker would cost more than small projects take to migrate.
-        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
-                                             initializer=_init_worker, initargs=self._state)
-        chunk = max(1, min(8, len(self._tasks) // (workers * 8)))
-        return self._executor.map(_rewrite_task, self._tasks, chunksize=chunk)
-
-    def __exit__(self, *exc: object) -> None:
-        _init_state(None, frozenset())
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -480,8 +443,9 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
     candidates: list[str] = []
 
     own_modules = project_modules(item.rel for item in entries if item.kind == "file" and item.rel.endswith(".py"))
-    with _Rewrites(python, ruleset, own_modules, options.jobs) as rewrites:
-        # Non-Python files are copied while the workers parse (the pool has its tasks already).
+    with BoundedPool(python, _rewrite_task, init=_init_state, init_args=(ruleset, own_modules),
+                     jobs=options.jobs, bounds=options.bounds) as rewrites:
+        rewrites.start()  # non-Python files are copied while the workers parse
         for item in others:
             unreadable = _unreadable(src_root / item.rel) if item.kind == "file" else None
             if unreadable:

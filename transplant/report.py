@@ -169,6 +169,8 @@ def _options(migration: Migration) -> dict[str, object]:
         "npu_fused_optimizers": options.rules.npu_fused_optimizers,
         "trust_pickles": options.rules.trust_pickles,
         "entry": options.entry,
+        "file_timeout": options.bounds.file_timeout,
+        "max_memory_mib": options.bounds.max_memory_mib,
     }
 
 

@@ -95,7 +95,8 @@ def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
     assert report["failed"] == [{"file": "legacy.py", "reason": report["failed"][0]["reason"]}]
     assert report["skipped"] == [{"file": "README.md", "reason": "excluded by --exclude README.md"}]
     assert report["options"] == {"rules": [], "select": [], "ignore": [], "exclude": ["README.md"], "amp": None,
-                                 "npu_fused_optimizers": False, "trust_pickles": False, "entry": None}
+                                 "npu_fused_optimizers": False, "trust_pickles": False, "entry": None,
+                                 "file_timeout": 120.0, "max_memory_mib": 2048}
     by_rule = report["by_rule"]
     assert sum(v["changes"] for v in by_rule.values()) == report["tally"]["changes"]
     assert by_rule["TP101"]["changes"] >= 1 and list(by_rule) == sorted(by_rule)
