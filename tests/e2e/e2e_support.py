@@ -131,10 +131,10 @@ def transplant_run(script_and_args: Sequence[str], *, cwd: Path, env: dict, loss
     return run_process([*command, *script_and_args], cwd=cwd, env=env, loss_log=loss_log)
 
 
-def migrate(src: Path, out: Path) -> subprocess.CompletedProcess:
-    """``transplant -i SRC -o OUT`` as a user runs it."""
+def migrate(src: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
+    """``transplant -i SRC -o OUT [options]`` as a user runs it."""
     return subprocess.run(
-        [PYTHON, "-m", "transplant", "-i", str(src), "-o", str(out), "--quiet"],
+        [PYTHON, "-m", "transplant", "-i", str(src), "-o", str(out), "--quiet", *options],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
