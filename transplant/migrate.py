@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transplant.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_path, atomic_symlink
+from transplant.atomic import atomic_path, atomic_symlink, is_temp_name
 from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candidate, write_launch_script
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
 from transplant.outlock import OutLocked, locked_out
@@ -230,8 +230,8 @@ def _walk(src_root: Path, single_file: str | None) -> Iterator[_Entry]:
             entries = sorted(scan, key=lambda e: e.name)
         for item in entries:
             rel = f"{prefix}{item.name}"
-            if item.name.startswith(TEMP_PREFIX) and item.name.endswith(TEMP_SUFFIX):
-                continue  # a leftover of a killed run of ours, never user content
+            if is_temp_name(item.name):
+                continue  # a leftover of a killed run of ours (a name no user file has), never user content
             if item.is_symlink():
                 yield _link_entry(Path(item.path), rel, root_real)
             elif item.is_dir(follow_symlinks=False):

@@ -188,10 +188,11 @@ def test_run_into_a_locked_out_is_refused(invoke, project: Path, tmp_path: Path)
 
 
 def test_leftovers_in_src_are_not_copied(invoke, tmp_path: Path) -> None:
-    src = write_tree(tmp_path / "src", {"a.py": UTILS_PY, ".transplant-zz.tmp": b"junk"})
+    src = write_tree(tmp_path / "src", {"a.py": UTILS_PY, ".transplant-0123456789abcdef-42-7.tmp": b"junk",
+                                        ".transplant-zz.tmp": b"the user's own"})
     out = tmp_path / "out"
     assert invoke("-i", src, "-o", out).exit_code == 0
-    assert temporaries(out) == []
+    assert temporaries(out) == [out / ".transplant-zz.tmp"]  # only a name of ours is never user content
 
 
 def test_dead_worker_skips_its_file_and_the_run_goes_on(invoke, tmp_path: Path, monkeypatch) -> None:
