@@ -1,6 +1,6 @@
 """``python -m transplant``: the same command line as the ``transplant`` script."""
 
-from transplant.cli import main
+from transplant._entry import main
 
 if __name__ == "__main__":
     main()

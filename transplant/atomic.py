@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -21,6 +22,14 @@ TEMP_SUFFIX = ".tmp"
 
 _RUN_TOKEN = secrets.token_hex(8)
 _counter = itertools.count()
+
+
+_TEMP_NAME = re.compile(r"\.transplant-[0-9a-f]{16}-[0-9]+-[0-9]+\.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our temporary names (left by a run that was killed outright)."""
+    return _TEMP_NAME.fullmatch(name) is not None
 
 
 def temp_name() -> str:

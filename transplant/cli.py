@@ -19,7 +19,6 @@ import signal
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -78,10 +77,8 @@ def _library_logging(quiet: bool) -> Iterator[None]:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM unwind like Ctrl-C, so the temp-file clean-up in migrate runs."""
-
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    """Let SIGTERM unwind like Ctrl-C, so the temp-file clean-up in migrate runs (and remember it)."""
+    from transplant._entry import raise_interrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, raise_interrupt)
@@ -178,6 +175,12 @@ Exit codes: 0 done (--check: clean); 1 --check found work; 2 usage error or refu
               help="Replace torch/apex optimizers with torch_npu's fused NPU optimizers where equivalent.")
 @click.option("--no-cross-file", "no_cross_file", is_flag=True,
               help="Follow device and backend values within each file only (no project index).")
+@click.option("--file-timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, metavar="SECONDS",
+              help="Give up on a Python file after this long (it is copied unchanged and listed as skipped); "
+                   "0: no limit.")
+@click.option("--max-memory", type=click.IntRange(min=0), default=2048, show_default=True, metavar="MiB",
+              help="Memory bound of each worker process; a file needing more is copied unchanged and listed "
+                   "as skipped. 0: no limit.")
 @click.option("--trust-pickles", is_flag=True,
               help="Add weights_only=False to torch.load calls that may unpickle Python objects (only for "
                    "checkpoints from trusted sources; see transplant rules TP171).")
@@ -214,7 +217,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         no_cross_file: bool, trust_pickles: bool, rewrite_configs: bool, no_analysis: bool,
         no_ignore: bool, copy_vcs: bool, baseline: Path | None, write_baseline: Path | None, statistics: bool,
         output_format: str | None, show_settings: bool, distributed: bool, model: str | None,
-        quiet: bool) -> None:
+        file_timeout: float, max_memory: int, quiet: bool) -> None:
     if ctx.invoked_subcommand is not None:
         if src is not None or out is not None:
             _fail(f"-i/-o are migration options; they do not go with '{ctx.invoked_subcommand}'")
@@ -248,6 +251,7 @@ def cli(ctx: click.Context, src: Path | None, out: Path | None, rule_files: tupl
         statistics=statistics, output_format=output_format or "text",
         trust_pickles=trust_pickles, cross_file=not no_cross_file, rewrite_configs=rewrite_configs,
         analysis=not no_analysis, distributed=distributed, model=model,
+        file_timeout=file_timeout, max_memory=max_memory,
     )
     sys.exit(code)
 
@@ -300,14 +304,17 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                     baseline: Path | None = None, write_baseline: Path | None = None, statistics: bool = False,
                     output_format: str = "text", trust_pickles: bool = False, cross_file: bool = True,
                     rewrite_configs: bool = False, analysis: bool = True, distributed: bool = False,
-                    model: str | None = None) -> int:
+                    model: str | None = None, file_timeout: float | None = None,
+                    max_memory: int | None = None) -> int:
     """Run one migration as the command line does; returns the exit code."""
     from transplant.migrate import MigrationError, MigrationOptions, RuleConfig, migrate
+    from transplant._entry import was_interrupted
     from transplant.display import one_line
     from transplant.report import summary_lines, unified_diff, write_reports
     from transplant.review import rule_summary_lines
     from transplant.results import FileResult, Status
     from transplant.rules import RuleFileError
+    from transplant.workers import DEFAULT_BOUNDS, Bounds
 
     write = not (diff or check)
     config = RuleConfig(extra_files=tuple(str(p) for p in rule_files), select=select, ignore=ignore,
@@ -315,7 +322,9 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
                         rewrite_configs=rewrite_configs, distributed=distributed, model=model)
     options = MigrationOptions(src=src, out=out if write else None, rules=config, exclude=exclude, jobs=jobs,
                                write=write, force=force, entry=entry, respect_ignore=respect_ignore,
-                               copy_vcs=copy_vcs, cross_file=cross_file, analysis=analysis)
+                               copy_vcs=copy_vcs, cross_file=cross_file, analysis=analysis,
+                               bounds=Bounds(DEFAULT_BOUNDS.file_timeout if file_timeout is None else file_timeout,
+                                             DEFAULT_BOUNDS.max_memory_mib if max_memory is None else max_memory))
     try:
         ruleset = config.load()
     except RuleFileError as exc:
@@ -327,6 +336,8 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     progress = _Progress(quiet)
 
     def on_file(result: FileResult) -> None:
+        if was_interrupted():
+            raise KeyboardInterrupt  # an earlier one was swallowed (in a finalizer): stop now
         progress.advance()
         if diff and result.status is Status.CHANGED:
             text = unified_diff(result, (src_root / result.path).read_bytes())
@@ -356,9 +367,9 @@ def migrate_command(*, src: Path, out: Path | None, rule_files: tuple[Path, ...]
     except MigrationError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted; OUT is incomplete (every file in it is whole)", EXIT_INTERRUPTED)
-    except BrokenProcessPool as exc:
-        _fail(f"a worker process died ({exc}); OUT is incomplete", EXIT_CHECK_FAILED)
+        from transplant._entry import interrupted
+
+        interrupted()
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"I/O error{where}: {exc.strerror or exc}; OUT is incomplete (every file in it is whole)", EXIT_IO)
@@ -636,9 +647,30 @@ def verify_command(original: Path, migrated: Path | None, auto: bool, steps: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``transplant``) and ``python -m transplant``."""
+    """Run the command line; an interrupt at any point (option parsing included) exits 130.
+
+    click's own handling would turn Ctrl-C into "Aborted!" and exit status 1.
+    """
     if getattr(_package, "__distribution__", None) != "transplant-npu":
         _fail(f"the package `transplant` imported from {getattr(_package, '__file__', '?')} is not transplant-npu: "
               "the unrelated `transplant` distribution (a Matlab bridge) shares the import name; run "
               "`pip uninstall transplant transplant-npu` and then `pip install transplant-npu`")
-    cli.main(args=argv, prog_name="transplant")
+    from transplant._entry import interrupted, was_interrupted
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with _terminate_as_interrupt():
+            # What click's main() does, without its KeyboardInterrupt handling (a blank line, then
+            # "Aborted!" and exit status 1).
+            with cli.make_context("transplant", args) as ctx:
+                cli.invoke(ctx)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        interrupted()
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    if was_interrupted():  # the interrupt's exception was swallowed somewhere: still an interrupt
+        interrupted()
+    sys.exit(0)

@@ -23,17 +23,15 @@ import dataclasses
 import fnmatch
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transplant.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_path, atomic_symlink
+from transplant.atomic import atomic_path, atomic_symlink, is_temp_name
 from transplant.ignore import VCS_DIR_NAMES, IgnoreRules, pruned_reason
 from transplant.launch import LAUNCH_SCRIPT_NAME, choose_entry, is_entry_candidate, write_launch_script
 from transplant.native_ops import NATIVE_SUFFIXES, NativeOp, scan_native_ops
@@ -41,6 +39,7 @@ from transplant.outlock import OutLocked, locked_out
 from transplant.results import FileResult, Status
 from transplant.sources import front_end_for
 from transplant.suppress import apply_suppressions
+from transplant.workers import DEFAULT_BOUNDS, BoundedPool, Bounds
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +133,7 @@ class MigrationOptions:
     analysis: bool = True            # False with --no-analysis: its file names are not reserved then
     respect_ignore: bool = True      # .gitignore/.ignore files: matching files are copied, not migrated
     copy_vcs: bool = False           # copy .git/.hg/.svn into OUT (never descended into for migration)
+    bounds: Bounds = DEFAULT_BOUNDS  # --file-timeout, --max-memory
 
 
 @dataclass
@@ -268,8 +268,8 @@ def _walk(src_root: Path, single_file: str | None, *, respect_ignore: bool = Tru
             entries = sorted(scan, key=lambda e: e.name)
         for item in entries:
             rel = f"{prefix}{item.name}"
-            if item.name.startswith(TEMP_PREFIX) and item.name.endswith(TEMP_SUFFIX):
-                continue  # a leftover of a killed run of ours, never user content
+            if is_temp_name(item.name):
+                continue  # a leftover of a killed run of ours (a name no user file has), never user content
             is_dir = not item.is_symlink() and item.is_dir(follow_symlinks=False)
             why = ignored or (rules.ignored_by(rel, is_dir) if rules is not None and not verbatim else None) or ""
             if item.is_symlink():
@@ -362,15 +362,9 @@ _worker_project_modules: frozenset[str] = frozenset()
 _worker_index: Any = None
 
 
-def _init_worker(ruleset: Any, project_modules: frozenset[str], index: Any = None) -> None:
-    # Ctrl-C goes to the whole process group; the parent handles it and shuts the pool down. A forked
-    # worker must also drop the parent's SIGTERM handler (the CLI's), which is meant for the parent.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _init_state(ruleset, project_modules, index)
-
-
 def _init_state(ruleset: Any, project_modules: frozenset[str], index: Any = None) -> None:
+    """Set in each worker once (inherited on fork, pickled otherwise): validating the JSON again in
+    every worker would cost more than small projects take to migrate. ``index``: the project index."""
     global _worker_ruleset, _worker_project_modules, _worker_index
     _worker_ruleset, _worker_project_modules, _worker_index = ruleset, project_modules, index
 
@@ -437,37 +431,6 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
         result, notes = apply_suppressions(result, source)
         result.warnings.extend(notes)
     return result, result.kind == "python" and is_entry_candidate(source)
-
-
-class _Rewrites:
-    """Results of :func:`_rewrite_task` in task order, computed in ``jobs`` worker processes.
-
-    The pool receives every task on entry, so the caller can copy other files meanwhile. A
-    ProcessPoolExecutor (not multiprocessing.Pool) because a worker that dies or fails to start turns
-    into an error (BrokenProcessPool) instead of a hang.
-    """
-
-    def __init__(self, tasks: list[tuple[str, str]], ruleset: Any, project_modules: frozenset[str],
-                 jobs: int, index: Any = None) -> None:
-        self._tasks, self._state, self._jobs = tasks, (ruleset, project_modules, index), jobs
-        self._executor: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> Iterator[tuple[FileResult, bool]]:
-        if self._jobs <= 1 or len(self._tasks) <= 1:
-            _init_state(*self._state)
-            return map(_rewrite_task, self._tasks)
-        workers = min(self._jobs, len(self._tasks))
-        # The rule set travels to each worker once (inherited on fork, pickled otherwise): validating
-        # the JSON again in every worker would cost more than small projects take to migrate.
-        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
-                                             initializer=_init_worker, initargs=self._state)
-        chunk = max(1, min(8, len(self._tasks) // (workers * 8)))
-        return self._executor.map(_rewrite_task, self._tasks, chunksize=chunk)
-
-    def __exit__(self, *exc: object) -> None:
-        _init_state(None, frozenset())
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -579,8 +542,9 @@ def _migrate(options: MigrationOptions, ruleset: Any, on_file: Callable[[FileRes
 
     own_modules = project_modules(item.rel for item in entries if item.kind == "file" and item.rel.endswith(".py"))
     index = build_project_index(python, ruleset) if options.cross_file else None
-    with _Rewrites(python, ruleset, own_modules, options.jobs, index) as rewrites:
-        # Non-Python files are copied while the workers parse (the pool has its tasks already).
+    with BoundedPool(python, _rewrite_task, init=_init_state, init_args=(ruleset, own_modules, index),
+                     jobs=options.jobs, bounds=options.bounds) as rewrites:
+        rewrites.start()  # non-Python files are copied while the workers parse
         for item in others:
             unreadable = _unreadable(src_root / item.rel) if item.kind == "file" else None
             if unreadable:

@@ -175,6 +175,8 @@ def _options(migration: Migration) -> dict[str, object]:
         "entry": options.entry,
         "respect_ignore": options.respect_ignore,
         "copy_vcs": options.copy_vcs,
+        "file_timeout": options.bounds.file_timeout,
+        "max_memory_mib": options.bounds.max_memory_mib,
     }
 
 

@@ -98,7 +98,8 @@ def test_json_and_log(invoke, project: Path, tmp_path: Path) -> None:
     assert report["options"] == {"rules": [], "select": [], "ignore": [], "exclude": ["README.md"], "amp": None,
                                  "npu_fused_optimizers": False, "trust_pickles": False, "rewrite_configs": False,
                                  "distributed": False, "model": None,
-                                 "entry": None, "respect_ignore": True, "copy_vcs": False}
+                                 "entry": None, "respect_ignore": True, "copy_vcs": False,
+                                 "file_timeout": 120.0, "max_memory_mib": 2048}
     by_rule = report["by_rule"]
     assert sum(v["changes"] for v in by_rule.values()) == report["tally"]["changes"]
     assert by_rule["TP101"]["changes"] >= 1 and list(by_rule) == sorted(by_rule)

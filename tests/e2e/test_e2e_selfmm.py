@@ -198,3 +198,25 @@ def test_auto_mode_matches_static(selfmm_static: Run, selfmm_work: Path) -> None
     assert run.returncode == 0, run.describe()
     assert set(run.field("device")) == {"npu:0"}
     assert run.losses == selfmm_static.losses
+
+
+def test_fp16_amp_trains_on_emulated_npu(selfmm_work: Path, selfmm_static: Run, tmp_path: Path) -> None:
+    """--amp fp16: the fp16 features written into the trainer's float32 feature_map by index get a cast
+    (TP432); without it the first update_features() fails with "Index put requires the source and
+    destination dtypes match"."""
+    out = tmp_path / "out"
+    done = migrate(SELFMM / "original", out, "--amp", "fp16")
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in read_rows(out / "change_list.csv") if r["Rule"] == "TP432"]
+    assert [(r["File"], r["Start Line"]) for r in rows] == [("trains/multiTask/SELF_MM.py", str(n))
+                                                            for n in (250, 251, 252, 253)]
+    trainer = (out / "trains" / "multiTask" / "SELF_MM.py").read_text()
+    assert "self.feature_map['fusion'][indexes] = f_fusion.to(self.feature_map['fusion'].dtype)" in trainer
+    args, loss_log = selfmm_args(selfmm_work, "fp16")
+    run = transplant_run(args, cwd=out, env=EMULATOR_ENV, loss_log=loss_log, strict_cuda=True)
+    assert run.returncode == 0, run.describe()
+    assert set(run.field("device")) == {"npu:0"}
+    assert len(run.losses) == len(selfmm_static.losses)
+    assert_finite(run.losses)
+    assert run.losses != selfmm_static.losses  # float16 autocast really ran
+    assert (selfmm_work / "fp16" / "results" / "normals" / "mosi-regression.csv").is_file()

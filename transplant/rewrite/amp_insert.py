@@ -28,6 +28,7 @@ import libcst.matchers as m
 
 from transplant.results import Operation
 from transplant.rewrite import amp_common as c
+from transplant.rewrite.amp_writes import cast_index_writes
 from transplant.rewrite.apex_amp import CLIP_FUNCTIONS, forward_region
 from transplant.rewrite.passes import register_pass
 
@@ -69,6 +70,9 @@ def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
         if c.torch_alias(module) is None:
             ctx.add_import("torch", rewrite)
         editor.commit(ctx, analysis)
+        # Values computed under autocast written into float32 buffers by index need a cast (TP432).
+        cast_index_writes(analysis, ctx, [(w.first, w.last) for w in editor.wraps],
+                          next((r for r in rules if r.data.get("role") == "index_write"), None))
     findings.emit(ctx)
 
 
