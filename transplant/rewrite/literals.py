@@ -278,17 +278,20 @@ class LiteralSlots:
         if not ok:
             return
         new_text = self.device.to_type + text[len(frm):]
-        self._device(node, stack, text, exact=True, fstring_text=(first, new_text))
+        self._device(node, stack, text, exact=True, fstring_text=(first, new_text), only_device=bool(rest))
 
     # ------------------------------------------------------------ the four domains
     def _device(self, node: StringNode, stack: Sequence[cst.CSTNode], raw: str, exact: bool,
-                fstring_text: Optional[tuple[cst.FormattedStringText, str]] = None) -> None:
+                fstring_text: Optional[tuple[cst.FormattedStringText, str]] = None, only_device: bool = False) -> None:
         dev = self.device
         assert dev is not None
         found = self._context(node, stack)
         if found is None:
             return
         where, info, fmt = found
+        # 'cuda:' + str(rank), 'cuda:%d' % i, 'cuda:{}'.format(i), f'cuda:{i}': text that can only become
+        # a device string, whatever the name it is stored in or the function that returns it is called.
+        only_device = only_device or (fmt and (raw == dev.from_type + ":" or self.device_fmt.match(raw) is not None))
         if not exact and not fmt:
             return  # 'cuda:%d' only as a device when it is being formatted
         decided: Optional[bool] = None
@@ -322,9 +325,11 @@ class LiteralSlots:
                 return
             names = tuple(n for o in others for n in _device_test_names(o))
         elif where == "return":
-            decided = "device" in info[0].lower()  # def get_device(): return 'cuda' ...
+            decided = "device" in info[0].lower() or only_device  # def get_device(): return 'cuda' ...
         elif where == "name":
             names = info
+            if only_device:
+                decided = True
         if decided is False or (decided is None and not names):
             return
         if fstring_text is not None:

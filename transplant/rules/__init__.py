@@ -220,6 +220,14 @@ def load_ruleset(
         r for r in by_id.values()
         if (not select_t or r.id.startswith(select_t)) and not (ignore_t and r.id.startswith(ignore_t))
     ]
+    if select_t and any(r.needs_torch_npu for r in rules):
+        # A selected rule brings the rules its output depends on: `.npu()` needs `import torch_npu`
+        # (unless that rule is ignored explicitly).
+        chosen = {r.id for r in rules}
+        rules += [r for r in by_id.values() if isinstance(r, ImportRule) and r.insert == "torch_npu"
+                  and r.id not in chosen and not (ignore_t and r.id.startswith(ignore_t))]
+        order = {rule_id: i for i, rule_id in enumerate(by_id)}
+        rules.sort(key=lambda r: order[r.id])
     merged = dict(DEFAULT_OPTIONS)
     merged.update(options or {})
     return RuleSet(rules, merged, files)
