@@ -456,6 +456,33 @@ def enclosing_guards(analysis: Analysis, stmt: cst.BaseStatement, stop: cst.CSTN
     return guards, None
 
 
+def steps_following(analysis: Analysis, stmt: cst.BaseStatement, steps: Sequence[cst.BaseStatement]
+                    ) -> list[cst.BaseStatement]:
+    """The optimizer ``steps`` that follow ``stmt`` once per run of it: later in its own block or, climbing
+    out of ``if``/``else`` branches only (never a loop), later in an enclosing block.
+
+    A clip in ``if args.fp16:`` inside the accumulation block is followed by that block's step, so it can
+    unscale first; a clip with no step after it runs on every micro-step.
+    """
+    current: cst.CSTNode = stmt
+    while True:
+        suite = analysis.parent(current)
+        if not isinstance(suite, (cst.IndentedBlock, cst.Module)):
+            return []
+        body = list(suite.body)
+        later = [s for s in body[body.index(current) + 1:] if any(s is step for step in steps)]
+        if later:
+            return later
+        owner = analysis.parent(suite)
+        if isinstance(owner, cst.Else):
+            owner = analysis.parent(owner)
+        while isinstance(owner, cst.If) and isinstance(analysis.parent(owner), cst.If):
+            owner = analysis.parent(owner)  # an ``elif``: climb to the ``if`` that heads the chain
+        if not isinstance(owner, cst.If):
+            return []
+        current = owner
+
+
 @dataclass
 class Wrap:
     """Wrap the statements ``first``..``last`` (original nodes, same suite) in ``with <item>:``."""

@@ -251,9 +251,7 @@ class _InsertPlanner:
             if short not in CLIP_FUNCTIONS or self.a.scope_of(call_node) is not scope.owner:
                 continue
             stmt = self.a.statement_of(call_node)
-            suite = self.a.parent(stmt)
-            body = list(suite.body) if isinstance(suite, (cst.IndentedBlock, cst.Module)) else []
-            later_steps = [s for s in body[body.index(stmt) + 1:] if s in scope.steps] if stmt in body else []
+            later_steps = c.steps_following(self.a, stmt, scope.steps)
             if later_steps:
                 seen: list[cst.BaseExpression] = []
                 for step in later_steps:

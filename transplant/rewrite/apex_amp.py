@@ -470,9 +470,7 @@ class _Planner:
         clip = self.a.parent(self.a.parent(call_node))
         stmt = self.a.statement_of(call_node)
         steps = stepped[id(site)]
-        suite = self.a.parent(stmt)
-        followed = isinstance(suite, (cst.IndentedBlock, cst.Module)) and any(
-            s in steps for s in suite.body[list(suite.body).index(stmt) + 1:])
+        followed = bool(c.steps_following(self.a, stmt, steps))
         if followed:
             unscale = c.expr_stmt(c.method_call(site.scaler, "unscale_", optimizer))
             self.editor.before[stmt].append(unscale)
