@@ -29,7 +29,6 @@ import libcst.matchers as m
 from transplant.results import Operation
 from transplant.rewrite import amp_common as c
 from transplant.rewrite.apex_amp import CLIP_FUNCTIONS, forward_region
-from transplant.rewrite.passes import register_pass
 
 # Mixed precision already present: leave the file alone (and stay idempotent on our own output).
 _EXISTING_AMP = ("torch.amp", "torch.autocast", "torch.cuda.amp", "torch.npu.amp", "torch.cpu.amp",
@@ -53,16 +52,15 @@ class _Scope:
     odd_backwards: list[cst.Call] = field(default_factory=list)  # backward calls that are not a statement alone
 
 
-@register_pass("amp_insert")
 def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point (runs only with ``--amp fp16`` or ``--amp bf16``)."""
     mode = ctx.options.get("amp")
     if mode not in ("fp16", "bf16"):
         return
-    rewrite = next((r for r in rules if r.data.get("role", "rewrite") == "rewrite"), None)
+    rewrite = next((r for r in rules if (r.role or "rewrite") == "rewrite"), None)
     if rewrite is None:
         return
-    report = next((r for r in rules if r.data.get("role") == "unsupported"), rewrite)
+    report = next((r for r in rules if r.role == "unsupported"), rewrite)
     editor, analysis, findings = plan_amp_insert(module, str(mode), InsertRuleIds(rewrite.id, report.id),
                                                  ctx.imports)
     if editor is not None and analysis is not None and not editor.empty:

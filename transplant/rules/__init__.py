@@ -127,8 +127,12 @@ def _best_error(errors: list) -> object:  # type: ignore[type-arg]
     return max(errors, key=lambda e: (len(e.absolute_path), -len(list(e.context or ())), jsonschema.exceptions.relevance(e)))
 
 
-def _read_file(path: Path) -> list[Rule]:
-    """Parse + validate one rule file; typed rules in file order."""
+def _read_file(path: Path, validate: bool = True) -> list[Rule]:
+    """Parse + validate one rule file; typed rules in file order.
+
+    ``validate=False`` skips the JSON Schema check (the bundled files: the test suite validates them, and
+    importing jsonschema is a large part of a small run's start-up); the semantic checks always run.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -139,7 +143,7 @@ def _read_file(path: Path) -> list[Rule]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RuleFileError(path, "", f"valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
-    errors = list(_validator().iter_errors(data))
+    errors = list(_validator().iter_errors(data)) if validate else []
     if errors:
         err = _best_error(errors)
         raise RuleFileError(path, _pointer(list(err.absolute_path)), err.message)  # type: ignore[attr-defined]
@@ -178,16 +182,16 @@ def _check_semantics(path: Path, where: str, raw: Mapping[str, object]) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _read_cached(path: str, mtime_ns: int, size: int) -> tuple[Rule, ...]:
-    return tuple(_read_file(Path(path)))
+def _read_cached(path: str, mtime_ns: int, size: int, validate: bool = True) -> tuple[Rule, ...]:
+    return tuple(_read_file(Path(path), validate))
 
 
-def _load(path: Path) -> tuple[Rule, ...]:
+def _load(path: Path, bundled: bool = False) -> tuple[Rule, ...]:
     try:
         st = path.stat()
     except OSError as exc:
         raise RuleFileError(path, "", f"an existing rule file ({exc.strerror or exc})") from exc
-    return _read_cached(str(path), st.st_mtime_ns, st.st_size)
+    return _read_cached(str(path), st.st_mtime_ns, st.st_size, not bundled)
 
 
 def load_ruleset(
@@ -205,7 +209,7 @@ def load_ruleset(
     by_id: dict[str, Rule] = {}
     files: list[str] = []
     for path in bundled_rule_files():
-        for rule in _load(path):
+        for rule in _load(path, bundled=True):
             if rule.id in by_id:
                 raise RuleFileError(path, "", f"ids unique across bundled rule sets ({rule.id} is also in {by_id[rule.id].source})")
             by_id[rule.id] = rule
