@@ -360,6 +360,13 @@ def _rewrite_task(task: tuple[str, str]) -> tuple[FileResult, bool]:
     return result, is_entry_candidate(source)
 
 
+def _size_of(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 class _Rewrites:
     """Results of :func:`_rewrite_task` in task order, computed in ``jobs`` worker processes.
 
@@ -382,8 +389,12 @@ class _Rewrites:
         # the JSON again in every worker would cost more than small projects take to migrate.
         self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
                                              initializer=_init_worker, initargs=self._state)
-        chunk = max(1, min(8, len(self._tasks) // (workers * 8)))
-        return self._executor.map(_rewrite_task, self._tasks, chunksize=chunk)
+        # Largest files first, so that one big file started last does not leave the other workers idle;
+        # results are still handed out in task (path) order, whatever -j is.
+        futures = {i: None for i in range(len(self._tasks))}
+        for i in sorted(futures, key=lambda i: (-_size_of(self._tasks[i][0]), i)):
+            futures[i] = self._executor.submit(_rewrite_task, self._tasks[i])
+        return (futures[i].result() for i in range(len(self._tasks)))  # type: ignore[union-attr]
 
     def __exit__(self, *exc: object) -> None:
         _init_state(None, frozenset())
