@@ -23,9 +23,15 @@ from transplant.rewrite.names import ImportTable
 
 
 class Refused(Exception):
-    """A shape the AMP passes do not rewrite safely: ``reason`` says why, ``node`` where (for the report)."""
+    """A shape a structural pass does not rewrite safely: ``reason`` says why, ``node`` where (for the report).
 
-    def __init__(self, node: cst.CSTNode, reason: str) -> None:
+    The one "refused shape" exception of every pass (apex amp, apex optimizers/normalization, AMP
+    insertion). ``Refused("why")`` without a node is accepted for planners that report at their caller.
+    """
+
+    def __init__(self, node: "Optional[cst.CSTNode] | str", reason: str = "") -> None:
+        if isinstance(node, str) and not reason:
+            node, reason = None, node
         super().__init__(reason)
         self.node = node
         self.reason = reason
@@ -127,6 +133,24 @@ def negate(expr: cst.BaseExpression) -> cst.BaseExpression:
     if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Not) and not expr.lpar:
         return expr.expression
     return cst.UnaryOperation(operator=cst.Not(), expression=parenthesize(expr))
+
+
+def scaled_threshold(threshold: cst.BaseExpression, scaler: cst.BaseExpression) -> cst.BinaryOperation:
+    """``threshold * scaler.get_scale()``: a clip of still-scaled gradients, in scaled units."""
+    return cst.BinaryOperation(left=parenthesize(threshold), operator=cst.Multiply(
+        whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
+        right=method_call(scaler, "get_scale"))
+
+
+def free_name(used: set[str], candidates: Sequence[str] = ("scaler", "grad_scaler", "amp_scaler")) -> str:
+    """The first of ``candidates`` not used in the file, else ``scaler2``, ``scaler3``, ..."""
+    for name in candidates:
+        if name not in used:
+            return name
+    index = 2
+    while f"scaler{index}" in used:
+        index += 1
+    return f"scaler{index}"
 
 
 def with_block(item: cst.BaseExpression, body: Sequence[cst.BaseStatement],

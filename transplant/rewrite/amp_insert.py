@@ -111,7 +111,7 @@ class _InsertPlanner:
         self.findings = findings
         self.editor = c.StatementEditor()
         self.torch = c.torch_alias(analysis.module) or "torch"
-        self.scaler_name = _free_name(analysis.names)
+        self.scaler_name = c.free_name(analysis.names)
         self.optimizer_keys, self.optimizer_assignments = self._optimizers()
         self.backward_scopes: set[int] = set()
 
@@ -267,9 +267,7 @@ class _InsertPlanner:
             threshold = c.call_arg(call_node, position, keyword)
             if threshold is None:
                 raise c.Refused(stmt, "gradient clipping without a recognisable threshold")
-            scaled = cst.BinaryOperation(left=c.parenthesize(threshold.value), operator=cst.Multiply(
-                whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
-                right=c.method_call(scaler, "get_scale"))
+            scaled = c.scaled_threshold(threshold.value, scaler)
             editor.replace_expr[threshold.value] = lambda _u, s=scaled: s
             self.findings.changes.append(self.a.change(
                 self.ids.rewrite, threshold.value, Operation.MODIFY,
@@ -385,13 +383,3 @@ def _backward_call(stmt: cst.SimpleStatementLine) -> Optional[cst.Call]:
     if isinstance(value, cst.Call) and m.matches(value.func, m.Attribute(attr=m.Name("backward"))):
         return value
     return None
-
-
-def _free_name(used: set[str]) -> str:
-    for name in ("scaler", "grad_scaler", "amp_scaler"):
-        if name not in used:
-            return name
-    index = 2
-    while f"scaler{index}" in used:
-        index += 1
-    return f"scaler{index}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import libcst as cst
 
@@ -138,6 +138,20 @@ def _positional_index(call: cst.Call, arg: cst.Arg) -> Optional[int]:
         elif a.star == "*":
             return None  # position unknown after *args
     return None
+
+
+def _keyword_slot(arg: cst.Arg, call: cst.Call, is_slot: Callable[[str], bool]
+                  ) -> tuple[Optional[bool], tuple[str, ...]]:
+    """(decided, names) for a literal passed as ``kw=`` (the one slot decision of devices and backends).
+
+    ``add_argument('--device', default='cuda')`` defers to the flow of the option's ``dest``; any other
+    keyword is a device/backend slot exactly when ``is_slot(kw)``.
+    """
+    kw = arg.keyword.value  # type: ignore[union-attr]
+    dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None
+    if dest is not None:
+        return None, (dest,)
+    return is_slot(kw), ()
 
 
 class LiteralSlots:
@@ -300,13 +314,8 @@ class LiteralSlots:
             arg, call = info
             qual = self._qual(call.func)
             if arg.keyword is not None:
-                kw = arg.keyword.value
-                dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None
-                if dest is not None:
-                    names = (dest,)
-                else:
-                    decided = (kw in dev.keywords or kw in dev.callable_keywords.get(qual or "", ())) \
-                        and not self._excluded(qual)
+                decided, names = _keyword_slot(arg, call, lambda kw: (
+                    kw in dev.keywords or kw in dev.callable_keywords.get(qual or "", ())) and not self._excluded(qual))
             else:
                 idx = _positional_index(call, arg)
                 func_attr = call.func.attr.value if isinstance(call.func, cst.Attribute) else None
@@ -357,12 +366,7 @@ class LiteralSlots:
         if where == "arg":
             arg, call = info
             if arg.keyword is not None:
-                kw = arg.keyword.value
-                dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None
-                if dest is not None:
-                    names = (dest,)
-                else:
-                    decided = kw in rule.keywords
+                decided, names = _keyword_slot(arg, call, lambda kw: kw in rule.keywords)
             else:
                 idx = _positional_index(call, arg)
                 qual = self._qual(call.func)
