@@ -19,7 +19,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from transplant.results import Operation
-from transplant.rewrite.names import ImportTable
+from transplant.rewrite.names import FIELD_CACHE, ImportTable, node_fields
 
 
 class Refused(Exception):
@@ -311,7 +311,7 @@ class Analysis:
         self.module = module
         self.imports = imports if imports is not None else ImportTable.from_module(module)
         collector = _Inventory()
-        module.visit(collector)
+        collector.walk(module)
         self._parents = collector.parents
         self.calls: list[cst.Call] = collector.calls
         self.lines: list[cst.SimpleStatementLine] = collector.lines
@@ -414,11 +414,14 @@ class Analysis:
         return Issue(node=node, rule=rule, op=op, tip=tip)
 
 
-class _Inventory(cst.CSTVisitor):
-    """One walk: parent links plus the node kinds the passes look for."""
+class _Inventory:
+    """One walk: parent links plus the node kinds the passes look for.
+
+    A plain pre-order walk over the node fields (as the engine's detector does): libcst's visitor would
+    rebuild every node and compute ``children`` for each, several times the cost of the analysis itself.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
         self.parents: dict[int, cst.CSTNode] = {}
         self.calls: list[cst.Call] = []
         self.lines: list[cst.SimpleStatementLine] = []
@@ -426,22 +429,34 @@ class _Inventory(cst.CSTVisitor):
         self.chains: list[cst.BaseExpression] = []
         self.names: set[str] = set()
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        for child in node.children:
-            self.parents[id(child)] = node
-        if isinstance(node, cst.Name):
-            self.names.add(node.value)
-        if isinstance(node, (cst.Name, cst.Attribute)):
-            parent = self.parents.get(id(node))
-            if not (isinstance(parent, cst.Attribute) and (parent.value is node or parent.attr is node)):
-                self.chains.append(node)
-        elif isinstance(node, cst.Call):
-            self.calls.append(node)
-        elif isinstance(node, cst.SimpleStatementLine):
-            self.lines.append(node)
-        elif isinstance(node, cst.ClassDef):
-            self.classes.append(node)
-        return True
+    def walk(self, root: cst.CSTNode) -> None:
+        parents = self.parents
+        base = cst.CSTNode
+        todo: list[cst.CSTNode] = [root]
+        while todo:
+            node = todo.pop()
+            kids: list[cst.CSTNode] = []
+            for name in FIELD_CACHE.get(type(node)) or node_fields(type(node)):
+                value = getattr(node, name)
+                if isinstance(value, base):
+                    kids.append(value)
+                elif type(value) is tuple or type(value) is list:
+                    kids.extend(v for v in value if isinstance(v, base))
+            for child in kids:
+                parents[id(child)] = node
+            todo.extend(reversed(kids))
+            if isinstance(node, cst.Name):
+                self.names.add(node.value)
+            if isinstance(node, (cst.Name, cst.Attribute)):
+                parent = parents.get(id(node))
+                if not (isinstance(parent, cst.Attribute) and (parent.value is node or parent.attr is node)):
+                    self.chains.append(node)
+            elif isinstance(node, cst.Call):
+                self.calls.append(node)
+            elif isinstance(node, cst.SimpleStatementLine):
+                self.lines.append(node)
+            elif isinstance(node, cst.ClassDef):
+                self.classes.append(node)
 
 
 def names_in_all(nodes: Sequence[cst.CSTNode]) -> set[str]:
@@ -570,6 +585,7 @@ class StatementEditor:
 
     def commit(self, ctx, analysis: "Analysis") -> None:  # ctx: transplant.rewrite.context.FileContext
         """Schedule every planned edit on ``ctx`` (nothing is applied here)."""
+        ctx.lend_parents(analysis.parent)
         for node, factory in self.replace_expr.items():
             ctx.replace(node, factory)
         # Output nodes of a statement's edit, so block edits can find wrap boundaries in updated bodies.

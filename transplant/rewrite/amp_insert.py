@@ -63,6 +63,8 @@ def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
     report = next((r for r in rules if r.role == "unsupported"), rewrite)
     editor, analysis, findings = plan_amp_insert(module, str(mode), InsertRuleIds(rewrite.id, report.id),
                                                  ctx.imports)
+    if analysis is not None:
+        ctx.lend_parents(analysis.parent)
     if editor is not None and analysis is not None and not editor.empty:
         if c.torch_alias(module) is None:
             ctx.add_import("torch", rewrite)

@@ -28,6 +28,7 @@ def apex_pass(module: cst.Module, ctx, rules: list) -> None:
         return
     roles = {r.role: r for r in rules}
     analysis = c.Analysis(module, ctx.imports)
+    ctx.lend_parents(analysis.parent)
     editor = c.StatementEditor()
     findings = c.Findings()
     consumed: set[int] = set()

@@ -15,7 +15,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from transplant.results import Change, Operation, Unsupported
 from transplant.rewrite.locate import Located, locate
-from transplant.rewrite.names import ImportTable
+from transplant.rewrite.names import FIELD_CACHE, ImportTable, node_fields
 from transplant.rules import Rule, RuleSet
 
 # An edit receives the node with its children already rewritten and returns the replacement; a
@@ -110,14 +110,20 @@ class FileContext:
         """Parent of an original node (computed once per file, on first use)."""
         if self._parents is None:
             parents: dict[int, cst.CSTNode] = {}
-
-            class _Parents(cst.CSTVisitor):
-                def on_visit(self, n: cst.CSTNode) -> bool:
-                    for child in n.children:
-                        parents[id(child)] = n
-                    return True
-
-            self.module.visit(_Parents())
+            base = cst.CSTNode
+            todo: list[cst.CSTNode] = [self.module]
+            while todo:  # a plain walk over node fields: libcst's visitor would rebuild every node
+                n = todo.pop()
+                for name in FIELD_CACHE.get(type(n)) or node_fields(type(n)):
+                    value = getattr(n, name)
+                    if isinstance(value, base):
+                        parents[id(value)] = n
+                        todo.append(value)
+                    elif type(value) is tuple or type(value) is list:
+                        for item in value:
+                            if isinstance(item, base):
+                                parents[id(item)] = n
+                                todo.append(item)
             self._parents = parents
         return self._parents.get(id(node))
 
