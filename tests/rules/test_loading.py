@@ -101,7 +101,9 @@ def test_bad_argument_expression(tmp_path) -> None:
 
 def test_select_and_ignore_by_prefix() -> None:
     only = load_ruleset(select=["TP12"])
-    assert {r.id for r in only} == {"TP120", "TP121"}
+    # TP190 comes along: `.npu()` needs `import torch_npu` (issue 9 §5: a selected rule brings what it needs)
+    assert {r.id for r in only} == {"TP120", "TP121", "TP190"}
+    assert {r.id for r in load_ruleset(select=["TP12"], ignore=["TP19"])} == {"TP120", "TP121"}
     without = load_ruleset(ignore=["TP12", "TP5"])
     assert "TP120" not in without and "TP130" in without
     assert not any(r.id.startswith("TP5") for r in without)
@@ -138,3 +140,14 @@ def test_rules_readme_is_current() -> None:
     spec.loader.exec_module(module)
     assert (root / "rules" / "README.md").read_text(encoding="utf-8") == module.render(), (
         "rules/README.md is out of date: run python tools/gen_rules_readme.py")
+
+
+def test_every_bundled_rule_file_satisfies_the_schema() -> None:
+    # load_ruleset trusts the shipped files (no jsonschema at start-up); this is where they are checked
+    import json
+
+    from transplant.rules import _validator, bundled_rule_files
+
+    for path in bundled_rule_files():
+        errors = [e.message for e in _validator().iter_errors(json.loads(path.read_text(encoding="utf-8")))]
+        assert errors == [], f"{path.name}: {errors}"

@@ -242,11 +242,12 @@ def _rewrite_parsed(module: cst.Module, path: str, ruleset: RuleSet, text: str, 
 
     ctx = analyse(path, module, ruleset, project_modules, body, flow)
     located = ctx.locate()
-    changes, unsupported = ctx.finish_rows(located)
     if not ctx.has_edits():
+        changes, unsupported = ctx.finish_rows(located)
         return FileResult(path=path, status=Status.UNCHANGED, unsupported=unsupported)
     late = [s for s in located.spans if s.end > located.valid_until]
     if late:
+        changes, unsupported = ctx.finish_rows(located)
         # Positions come from generating the original tree; past the first byte libcst would print
         # differently, they are not trustworthy. Only whole-module edits of such files get here.
         line = body.count("\n", 0, located.valid_until) + 1
@@ -255,9 +256,11 @@ def _rewrite_parsed(module: cst.Module, path: str, ruleset: RuleSet, text: str, 
     try:
         edits = apply(ctx, located)
     except LostStatement as lost:
+        changes, unsupported = ctx.finish_rows(located)
         line = ctx.position(lost.node).start.line
         return FileResult(path=path, status=Status.FAILED, unsupported=unsupported,
                           reason=f"{path}:{line}: internal error: an edit would drop this statement; file left unchanged")
+    changes, unsupported = ctx.finish_rows(located)
     try:
         target = body if original is None else original
         new_text = apply_edits(target, _fixes(target, edits, changes)) + tail

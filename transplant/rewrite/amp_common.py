@@ -19,13 +19,19 @@ import libcst as cst
 import libcst.matchers as m
 
 from transplant.results import Operation
-from transplant.rewrite.names import ImportTable
+from transplant.rewrite.names import FIELD_CACHE, ImportTable, node_fields
 
 
 class Refused(Exception):
-    """A shape the AMP passes do not rewrite safely: ``reason`` says why, ``node`` where (for the report)."""
+    """A shape a structural pass does not rewrite safely: ``reason`` says why, ``node`` where (for the report).
 
-    def __init__(self, node: cst.CSTNode, reason: str) -> None:
+    The one "refused shape" exception of every pass (apex amp, apex optimizers/normalization, AMP
+    insertion). ``Refused("why")`` without a node is accepted for planners that report at their caller.
+    """
+
+    def __init__(self, node: "Optional[cst.CSTNode] | str", reason: str = "") -> None:
+        if isinstance(node, str) and not reason:
+            node, reason = None, node
         super().__init__(reason)
         self.node = node
         self.reason = reason
@@ -127,6 +133,24 @@ def negate(expr: cst.BaseExpression) -> cst.BaseExpression:
     if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Not) and not expr.lpar:
         return expr.expression
     return cst.UnaryOperation(operator=cst.Not(), expression=parenthesize(expr))
+
+
+def scaled_threshold(threshold: cst.BaseExpression, scaler: cst.BaseExpression) -> cst.BinaryOperation:
+    """``threshold * scaler.get_scale()``: a clip of still-scaled gradients, in scaled units."""
+    return cst.BinaryOperation(left=parenthesize(threshold), operator=cst.Multiply(
+        whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
+        right=method_call(scaler, "get_scale"))
+
+
+def free_name(used: set[str], candidates: Sequence[str] = ("scaler", "grad_scaler", "amp_scaler")) -> str:
+    """The first of ``candidates`` not used in the file, else ``scaler2``, ``scaler3``, ..."""
+    for name in candidates:
+        if name not in used:
+            return name
+    index = 2
+    while f"scaler{index}" in used:
+        index += 1
+    return f"scaler{index}"
 
 
 def with_block(item: cst.BaseExpression, body: Sequence[cst.BaseStatement],
@@ -287,7 +311,7 @@ class Analysis:
         self.module = module
         self.imports = imports if imports is not None else ImportTable.from_module(module)
         collector = _Inventory()
-        module.visit(collector)
+        collector.walk(module)
         self._parents = collector.parents
         self.calls: list[cst.Call] = collector.calls
         self.lines: list[cst.SimpleStatementLine] = collector.lines
@@ -390,11 +414,14 @@ class Analysis:
         return Issue(node=node, rule=rule, op=op, tip=tip)
 
 
-class _Inventory(cst.CSTVisitor):
-    """One walk: parent links plus the node kinds the passes look for."""
+class _Inventory:
+    """One walk: parent links plus the node kinds the passes look for.
+
+    A plain pre-order walk over the node fields (as the engine's detector does): libcst's visitor would
+    rebuild every node and compute ``children`` for each, several times the cost of the analysis itself.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
         self.parents: dict[int, cst.CSTNode] = {}
         self.calls: list[cst.Call] = []
         self.lines: list[cst.SimpleStatementLine] = []
@@ -402,22 +429,34 @@ class _Inventory(cst.CSTVisitor):
         self.chains: list[cst.BaseExpression] = []
         self.names: set[str] = set()
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        for child in node.children:
-            self.parents[id(child)] = node
-        if isinstance(node, cst.Name):
-            self.names.add(node.value)
-        if isinstance(node, (cst.Name, cst.Attribute)):
-            parent = self.parents.get(id(node))
-            if not (isinstance(parent, cst.Attribute) and (parent.value is node or parent.attr is node)):
-                self.chains.append(node)
-        elif isinstance(node, cst.Call):
-            self.calls.append(node)
-        elif isinstance(node, cst.SimpleStatementLine):
-            self.lines.append(node)
-        elif isinstance(node, cst.ClassDef):
-            self.classes.append(node)
-        return True
+    def walk(self, root: cst.CSTNode) -> None:
+        parents = self.parents
+        base = cst.CSTNode
+        todo: list[cst.CSTNode] = [root]
+        while todo:
+            node = todo.pop()
+            kids: list[cst.CSTNode] = []
+            for name in FIELD_CACHE.get(type(node)) or node_fields(type(node)):
+                value = getattr(node, name)
+                if isinstance(value, base):
+                    kids.append(value)
+                elif type(value) is tuple or type(value) is list:
+                    kids.extend(v for v in value if isinstance(v, base))
+            for child in kids:
+                parents[id(child)] = node
+            todo.extend(reversed(kids))
+            if isinstance(node, cst.Name):
+                self.names.add(node.value)
+            if isinstance(node, (cst.Name, cst.Attribute)):
+                parent = parents.get(id(node))
+                if not (isinstance(parent, cst.Attribute) and (parent.value is node or parent.attr is node)):
+                    self.chains.append(node)
+            elif isinstance(node, cst.Call):
+                self.calls.append(node)
+            elif isinstance(node, cst.SimpleStatementLine):
+                self.lines.append(node)
+            elif isinstance(node, cst.ClassDef):
+                self.classes.append(node)
 
 
 def names_in_all(nodes: Sequence[cst.CSTNode]) -> set[str]:
@@ -454,6 +493,33 @@ def enclosing_guards(analysis: Analysis, stmt: cst.BaseStatement, stop: cst.CSTN
             return guards, "it is nested in a class or function body"
         child = ancestor
     return guards, None
+
+
+def steps_following(analysis: Analysis, stmt: cst.BaseStatement, steps: Sequence[cst.BaseStatement]
+                    ) -> list[cst.BaseStatement]:
+    """The optimizer ``steps`` that follow ``stmt`` once per run of it: later in its own block or, climbing
+    out of ``if``/``else`` branches only (never a loop), later in an enclosing block.
+
+    A clip in ``if args.fp16:`` inside the accumulation block is followed by that block's step, so it can
+    unscale first; a clip with no step after it runs on every micro-step.
+    """
+    current: cst.CSTNode = stmt
+    while True:
+        suite = analysis.parent(current)
+        if not isinstance(suite, (cst.IndentedBlock, cst.Module)):
+            return []
+        body = list(suite.body)
+        later = [s for s in body[body.index(current) + 1:] if any(s is step for step in steps)]
+        if later:
+            return later
+        owner = analysis.parent(suite)
+        if isinstance(owner, cst.Else):
+            owner = analysis.parent(owner)
+        while isinstance(owner, cst.If) and isinstance(analysis.parent(owner), cst.If):
+            owner = analysis.parent(owner)  # an ``elif``: climb to the ``if`` that heads the chain
+        if not isinstance(owner, cst.If):
+            return []
+        current = owner
 
 
 @dataclass
@@ -519,6 +585,7 @@ class StatementEditor:
 
     def commit(self, ctx, analysis: "Analysis") -> None:  # ctx: transplant.rewrite.context.FileContext
         """Schedule every planned edit on ``ctx`` (nothing is applied here)."""
+        ctx.lend_parents(analysis.parent)
         for node, factory in self.replace_expr.items():
             ctx.replace(node, factory)
         # Output nodes of a statement's edit, so block edits can find wrap boundaries in updated bodies.

@@ -30,7 +30,6 @@ from transplant.results import Operation
 from transplant.rewrite import amp_common as c
 from transplant.rewrite.amp_writes import cast_index_writes
 from transplant.rewrite.apex_amp import CLIP_FUNCTIONS, forward_region
-from transplant.rewrite.passes import register_pass
 
 # Mixed precision already present: leave the file alone (and stay idempotent on our own output).
 _EXISTING_AMP = ("torch.amp", "torch.autocast", "torch.cuda.amp", "torch.npu.amp", "torch.cpu.amp",
@@ -54,18 +53,19 @@ class _Scope:
     odd_backwards: list[cst.Call] = field(default_factory=list)  # backward calls that are not a statement alone
 
 
-@register_pass("amp_insert")
 def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point (runs only with ``--amp fp16`` or ``--amp bf16``)."""
     mode = ctx.options.get("amp")
     if mode not in ("fp16", "bf16"):
         return
-    rewrite = next((r for r in rules if r.data.get("role", "rewrite") == "rewrite"), None)
+    rewrite = next((r for r in rules if (r.role or "rewrite") == "rewrite"), None)
     if rewrite is None:
         return
-    report = next((r for r in rules if r.data.get("role") == "unsupported"), rewrite)
+    report = next((r for r in rules if r.role == "unsupported"), rewrite)
     editor, analysis, findings = plan_amp_insert(module, str(mode), InsertRuleIds(rewrite.id, report.id),
                                                  ctx.imports)
+    if analysis is not None:
+        ctx.lend_parents(analysis.parent)
     if editor is not None and analysis is not None and not editor.empty:
         if c.torch_alias(module) is None:
             ctx.add_import("torch", rewrite)
@@ -117,7 +117,7 @@ class _InsertPlanner:
         self.findings = findings
         self.editor = c.StatementEditor()
         self.torch = c.torch_alias(analysis.module) or "torch"
-        self.scaler_name = _free_name(analysis.names)
+        self.scaler_name = c.free_name(analysis.names)
         self.optimizer_keys, self.optimizer_assignments = self._optimizers()
         self.backward_scopes: set[int] = set()
 
@@ -255,9 +255,7 @@ class _InsertPlanner:
             if short not in CLIP_FUNCTIONS or self.a.scope_of(call_node) is not scope.owner:
                 continue
             stmt = self.a.statement_of(call_node)
-            suite = self.a.parent(stmt)
-            body = list(suite.body) if isinstance(suite, (cst.IndentedBlock, cst.Module)) else []
-            later_steps = [s for s in body[body.index(stmt) + 1:] if s in scope.steps] if stmt in body else []
+            later_steps = c.steps_following(self.a, stmt, scope.steps)
             if later_steps:
                 seen: list[cst.BaseExpression] = []
                 for step in later_steps:
@@ -275,9 +273,7 @@ class _InsertPlanner:
             threshold = c.call_arg(call_node, position, keyword)
             if threshold is None:
                 raise c.Refused(stmt, "gradient clipping without a recognisable threshold")
-            scaled = cst.BinaryOperation(left=c.parenthesize(threshold.value), operator=cst.Multiply(
-                whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
-                right=c.method_call(scaler, "get_scale"))
+            scaled = c.scaled_threshold(threshold.value, scaler)
             editor.replace_expr[threshold.value] = lambda _u, s=scaled: s
             self.findings.changes.append(self.a.change(
                 self.ids.rewrite, threshold.value, Operation.MODIFY,
@@ -393,13 +389,3 @@ def _backward_call(stmt: cst.SimpleStatementLine) -> Optional[cst.Call]:
     if isinstance(value, cst.Call) and m.matches(value.func, m.Attribute(attr=m.Name("backward"))):
         return value
     return None
-
-
-def _free_name(used: set[str]) -> str:
-    for name in ("scaler", "grad_scaler", "amp_scaler"):
-        if name not in used:
-            return name
-    index = 2
-    while f"scaler{index}" in used:
-        index += 1
-    return f"scaler{index}"

@@ -105,7 +105,7 @@ class _Planner:
         self.consumed: set[int] = set()
         self.sites: list[InitSite] = []
         self.torch = c.torch_alias(analysis.module) or "torch"
-        self.scaler_name = _free_name(analysis.names, ("scaler", "grad_scaler", "amp_scaler"))
+        self.scaler_name = c.free_name(analysis.names)
 
     # -- driver ------------------------------------------------------------------------------------
     def plan(self, uses: list[tuple[cst.CSTNode, str]]) -> None:
@@ -470,9 +470,7 @@ class _Planner:
         clip = self.a.parent(self.a.parent(call_node))
         stmt = self.a.statement_of(call_node)
         steps = stepped[id(site)]
-        suite = self.a.parent(stmt)
-        followed = isinstance(suite, (cst.IndentedBlock, cst.Module)) and any(
-            s in steps for s in suite.body[list(suite.body).index(stmt) + 1:])
+        followed = bool(c.steps_following(self.a, stmt, steps))
         if followed:
             unscale = c.expr_stmt(c.method_call(site.scaler, "unscale_", optimizer))
             self.editor.before[stmt].append(unscale)
@@ -490,9 +488,7 @@ class _Planner:
         threshold = c.call_arg(clip, position, keyword)
         if threshold is None:
             raise c.Refused(call_node, "the clipping threshold is not found")
-        scaled = cst.BinaryOperation(left=c.parenthesize(threshold.value), operator=cst.Multiply(
-            whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")),
-            right=c.method_call(site.scaler, "get_scale"))
+        scaled = c.scaled_threshold(threshold.value, site.scaler)
         self.editor.replace_expr[threshold.value] = lambda _u, s=scaled: s
         self.findings.changes.append(self.a.change(
             self.ids.rewrite, call_node, Operation.MODIFY,
@@ -591,13 +587,3 @@ def _param_groups_generator(optimizer: cst.BaseExpression) -> cst.GeneratorExp:
     outer = cst.CompFor(target=cst.Name("group"), iter=cst.Attribute(value=optimizer, attr=cst.Name("param_groups")),
                         inner_for_in=inner)
     return cst.GeneratorExp(elt=cst.Name("p"), for_in=outer)
-
-
-def _free_name(used: set[str], candidates: tuple[str, ...]) -> str:
-    for name in candidates:
-        if name not in used:
-            return name
-    index = 2
-    while f"scaler{index}" in used:
-        index += 1
-    return f"scaler{index}"

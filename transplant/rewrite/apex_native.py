@@ -130,9 +130,6 @@ def canonical(qualified: str) -> Optional[tuple[str, str]]:
     return None
 
 
-class Refuse(Exception):
-    """This use cannot be rewritten with the same meaning; the message says why."""
-
 
 @dataclass
 class ArgPlan:
@@ -145,16 +142,16 @@ class ArgPlan:
 
 
 def plan_arguments(call_node: cst.Call, target: Target, label: str) -> ArgPlan:
-    """Decide the argument edits of ``call_node`` for ``target``; raises :class:`Refuse`."""
+    """Decide the argument edits of ``call_node`` for ``target``; raises :class:`~transplant.rewrite.amp_common.Refused`."""
     plan = ArgPlan()
     bound: dict[str, tuple[int, cst.Arg]] = {}
     position = 0
     for index, arg in enumerate(call_node.args):
         if arg.star:
-            raise Refuse(f"{label} is called with *args/**kwargs")
+            raise c.Refused(f"{label} is called with *args/**kwargs")
         if arg.keyword is None:
             if position >= len(target.params):
-                raise Refuse(f"{label} has more positional arguments than apex accepts")
+                raise c.Refused(f"{label} has more positional arguments than apex accepts")
             name = target.params[position]
             if position >= target.keep_positional:
                 plan.to_keyword[index] = name
@@ -167,7 +164,7 @@ def plan_arguments(call_node: cst.Call, target: Target, label: str) -> ArgPlan:
         allowed = target.refuse_unless.get(name)
         if allowed is not None and value not in allowed:
             shown = c.first_line(c.code_of(cst.Module(body=[]), arg.value))
-            raise Refuse(f"{label}({name}={shown}) has no equivalent in {target.dotted}")
+            raise c.Refused(f"{label}({name}={shown}) has no equivalent in {target.dotted}")
         if name in target.drop_if:
             plan.drop.add(index)
             plan.to_keyword.pop(index, None)
@@ -274,7 +271,7 @@ class NativePlanner:
             for node, qualified in found:
                 try:
                     self._plan_use(node, qualified, name, target, rule)()
-                except Refuse as refuse:
+                except c.Refused as refuse:
                     self.plan.blocked.add(f"{package}.{name}")
                     self.findings.unsupported.append(self.a.unsupported(
                         unsupported, node, qualified, f"not rewritten: {refuse}. Replace it by hand with "
@@ -285,7 +282,7 @@ class NativePlanner:
         try:
             for node, qualified in found:
                 planned.append(self._plan_use(node, qualified, name, target, rule))
-        except Refuse as refuse:
+        except c.Refused as refuse:
             self.plan.blocked.add(f"{package}.{name}")
             for node, qualified in found:
                 self.findings.unsupported.append(self.a.unsupported(
@@ -303,10 +300,10 @@ class NativePlanner:
         is_call = isinstance(parent, cst.Call) and parent.func is node
         chain = isinstance(node, cst.Attribute)  # ``apex.parallel.X`` spelled through ``import apex``
         if not is_call and not target.import_rewrite:
-            raise Refuse(f"`{qualified}` is used as a value (only calls are rewritten, the torch class depends on "
+            raise c.Refused(f"`{qualified}` is used as a value (only calls are rewritten, the torch class depends on "
                          "the arguments)")
         if not is_call and chain:
-            raise Refuse(f"`{qualified}` is used as a value through the apex module")
+            raise c.Refused(f"`{qualified}` is used as a value through the apex module")
         label = name
         if not is_call:
             def commit_reference() -> None:

@@ -20,16 +20,15 @@ from transplant.results import Operation
 from transplant.rewrite import amp_common as c
 from transplant.rewrite.apex_amp import AmpRuleIds, plan_apex_amp
 from transplant.rewrite.apex_native import NativePlanner, Target, canonical
-from transplant.rewrite.passes import register_pass
 
 
-@register_pass("apex")
 def apex_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point for the ``apex`` rule kind (see :mod:`transplant.rewrite.passes`)."""
-    if "apex" not in module.code:
+    if "apex" not in ctx.source_text:  # the decoded original: no code generation needed to ask
         return
-    roles = {r.data.get("role"): r for r in rules}
+    roles = {r.role: r for r in rules}
     analysis = c.Analysis(module, ctx.imports)
+    ctx.lend_parents(analysis.parent)
     editor = c.StatementEditor()
     findings = c.Findings()
     consumed: set[int] = set()

@@ -7,7 +7,7 @@ numbers from positions of the original nodes, so every row refers to the origina
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 import libcst as cst
@@ -15,7 +15,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from transplant.results import Change, Operation, Unsupported
 from transplant.rewrite.locate import Located, locate
-from transplant.rewrite.names import ImportTable
+from transplant.rewrite.names import FIELD_CACHE, ImportTable, node_fields
 from transplant.rules import Rule, RuleSet
 
 # An edit receives the node with its children already rewritten and returns the replacement; a
@@ -79,6 +79,8 @@ class FileContext:
         self._lent_parent: Optional[Callable[[cst.CSTNode], Optional[cst.CSTNode]]] = None
         # Lines whose small statements are edited: a removed or split small statement is patched as its line.
         self.patch_roots: set[int] = set()
+        # Reported nodes as the edits left them (filled while applying): rows sharing a line show them.
+        self.final_nodes: dict[int, cst.CSTNode] = {}
         # Structural guard (see engine._Applier): statements an edit means to drop from their block, and
         # rebuilt statements standing for an earlier output. Values keep the nodes alive, so ids stay unique.
         self.planned_drops: dict[int, cst.CSTNode] = {}
@@ -108,14 +110,20 @@ class FileContext:
         """Parent of an original node (computed once per file, on first use)."""
         if self._parents is None:
             parents: dict[int, cst.CSTNode] = {}
-
-            class _Parents(cst.CSTVisitor):
-                def on_visit(self, n: cst.CSTNode) -> bool:
-                    for child in n.children:
-                        parents[id(child)] = n
-                    return True
-
-            self.module.visit(_Parents())
+            base = cst.CSTNode
+            todo: list[cst.CSTNode] = [self.module]
+            while todo:  # a plain walk over node fields: libcst's visitor would rebuild every node
+                n = todo.pop()
+                for name in FIELD_CACHE.get(type(n)) or node_fields(type(n)):
+                    value = getattr(n, name)
+                    if isinstance(value, base):
+                        parents[id(value)] = n
+                        todo.append(value)
+                    elif type(value) is tuple or type(value) is list:
+                        for item in value:
+                            if isinstance(item, base):
+                                parents[id(item)] = n
+                                todo.append(item)
             self._parents = parents
         return self._parents.get(id(node))
 
@@ -225,26 +233,50 @@ class FileContext:
         self._sparse = found.ranges
         return found
 
+    def row_node_ids(self) -> set[int]:
+        """Ids of the original nodes that change rows are anchored on."""
+        return {id(c.node) for c in self.changes if c.node is not None}
+
     def finish_rows(self, located: Optional[Located] = None) -> tuple[list[Change], list[Unsupported]]:
-        """Rows with original-file positions, sorted by position."""
+        """Rows with original-file positions, sorted by position.
+
+        One edit, one row: a DELETE inside a larger DELETE (a removed ``try`` inside a removed ``if``) is
+        not repeated. Several MODIFY rows on one line each show their node as the file really ends up
+        (so that their Before/After add up), when the edits have been applied.
+        """
         if located is None:
             self.locate()
         changes: list[Change] = []
-        for c in self.changes:
-            line, end, col = self._where(c.node, c.line)
+        placed = [(c, *self._where(c.node, c.line)) for c in self.changes]
+        per_line: dict[int, set[int]] = {}
+        for c, line, _end, _col in placed:
+            if c.operation is Operation.MODIFY and c.node is not None and not c.after_node:
+                per_line.setdefault(line, set()).add(id(c.node))
+        deletions = [(line, end, c) for c, line, end, _col in placed if c.operation is Operation.DELETE and c.node is not None]
+        for c, line, end, col in placed:
+            if c.operation is Operation.DELETE and any(
+                    other is not c and first <= line and end <= last and (first, last) != (line, end)
+                    for first, last, other in deletions):
+                continue  # already inside a larger deletion
+            before, after = c.before, c.after
             if c.after_node:
                 line = end = end + 1
                 col = 1
+            elif (isinstance(c.node, cst.Call) and id(c.node) in self.edits and len(per_line.get(line, ())) > 1
+                  and id(c.node) in self.final_nodes):
+                # a call rewritten by its own rule and, inside it, by another (its name renamed)
+                before = _first_line(self.code(c.node))  # type: ignore[arg-type]
+                after = _first_line(self.module.code_for_node(self.final_nodes[id(c.node)]))
             changes.append(Change(rule=c.rule.id, line=line, end_line=end, column=col, operation=c.operation,
-                                  message=c.message, severity=c.severity or c.rule.severity, before=c.before,
-                                  after=c.after))
+                                  message=c.message, severity=c.severity or c.rule.severity, before=before,
+                                  after=after))
         unsupported: list[Unsupported] = []
         for u in self.unsupported:
             line, end, col = self._where(u.node, u.line)
             unsupported.append(Unsupported(rule=u.rule.id, line=line, end_line=end, op=u.op, tip=u.tip, column=col))
         changes.sort(key=lambda r: (r.line, r.column, r.rule))
         unsupported.sort(key=lambda r: (r.line, r.column, r.rule))
-        return _dedupe(changes), _dedupe(unsupported)
+        return _merge_same_edit(_dedupe(changes)), _dedupe(unsupported)
 
     def _where(self, node: Optional[cst.CSTNode], line: int) -> tuple[int, int, int]:
         if node is None:
@@ -254,6 +286,27 @@ class FileContext:
         if pos.end.column == 0 and end > pos.start.line:
             end -= 1  # a compound statement's range ends after its last newline, at column 0 of the next line
         return pos.start.line, end, pos.start.column + 1
+
+
+def _merge_same_edit(rows: list[Change]) -> list[Change]:
+    """One edit, one row: rows of one rule that describe the same edit (an import statement renamed once
+    for two of its names) become one row with both messages."""
+    out: list[Change] = []
+    index: dict[tuple, int] = {}  # type: ignore[type-arg]
+    for row in rows:
+        key = (row.rule, row.line, row.column, row.operation, row.before, row.after)
+        if key in index and row.operation is Operation.MODIFY:
+            first = out[index[key]]
+            out[index[key]] = replace(first, message=f"{first.message}; {row.message}")
+            continue
+        index[key] = len(out)
+        out.append(row)
+    return out
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _dedupe(rows: Sequence) -> list:  # type: ignore[type-arg]

@@ -174,6 +174,7 @@ class _Applier(cst.CSTTransformer):
         self.keep = None if ctx.needs_full_apply else ctx.edit_ancestors
         # original statement id -> (original, what its edits produced); strong refs keep ids unique
         self.produced: dict[int, tuple[cst.CSTNode, list[cst.CSTNode]]] = {}
+        self.row_nodes = ctx.row_node_ids()
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         return self.keep is None or id(node) in self.keep
@@ -185,6 +186,8 @@ class _Applier(cst.CSTTransformer):
             if isinstance(result, cst.RemovalSentinel):
                 break  # removed: later edits on the same node no longer apply
             result = edit(result)  # a FlattenSentinel is passed on (see passes.py)
+        if id(original_node) in self.row_nodes and isinstance(result, cst.CSTNode):
+            self.ctx.final_nodes[id(original_node)] = result  # what a row's node really became
         if edits and isinstance(original_node, (cst.Module, cst.IndentedBlock)) and isinstance(result, cst.CSTNode):
             self._check_block(original_node, result)
         if isinstance(original_node, cst.BaseStatement):
@@ -230,6 +233,7 @@ def analyse(path: str, module: cst.Module, ruleset: RuleSet, project_modules: fr
     if flow is not None:
         detector.literals.use_flow(flow)
     detector.walk(module)
+    detector.names.finish()
     detector.methods.finish()
     detector.literals.finish()
     for run_pass, rules in passes.passes_for(list(ruleset), source_text):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import libcst as cst
 
@@ -184,6 +184,20 @@ def _tuple_element(node: cst.CSTNode, stack: Sequence[cst.CSTNode],
         if element is stack[-1]:
             return i if all(not isinstance(e, cst.StarredElement) for e in tup.elements[:i]) else None  # type: ignore[attr-defined]
     return None
+
+
+def _keyword_slot(arg: cst.Arg, call: cst.Call, is_slot: Callable[[str], bool]
+                  ) -> tuple[Optional[bool], tuple[str, ...]]:
+    """(decided, names) for a literal passed as ``kw=`` (the one slot decision of devices and backends).
+
+    ``add_argument('--device', default='cuda')`` defers to the flow of the option's ``dest``; any other
+    keyword is a device/backend slot exactly when ``is_slot(kw)``.
+    """
+    kw = arg.keyword.value  # type: ignore[union-attr]
+    dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None
+    if dest is not None:
+        return None, (dest,)
+    return is_slot(kw), ()
 
 
 class LiteralSlots:
@@ -501,17 +515,20 @@ class LiteralSlots:
         if not ok:
             return
         new_text = self.device.to_type + text[len(frm):]
-        self._device(node, stack, text, exact=True, fstring_text=(first, new_text))
+        self._device(node, stack, text, exact=True, fstring_text=(first, new_text), only_device=bool(rest))
 
     # ------------------------------------------------------------ the four domains
     def _device(self, node: StringNode, stack: Sequence[cst.CSTNode], raw: str, exact: bool,
-                fstring_text: Optional[tuple[cst.FormattedStringText, str]] = None) -> None:
+                fstring_text: Optional[tuple[cst.FormattedStringText, str]] = None, only_device: bool = False) -> None:
         dev = self.device
         assert dev is not None
         found = self._context(node, stack)
         if found is None:
             return
         where, info, fmt = found
+        # 'cuda:' + str(rank), 'cuda:%d' % i, 'cuda:{}'.format(i), f'cuda:{i}': text that can only become
+        # a device string, whatever the name it is stored in or the function that returns it is called.
+        only_device = only_device or (fmt and (raw == dev.from_type + ":" or self.device_fmt.match(raw) is not None))
         if not exact and not fmt:
             return  # 'cuda:%d' only as a device when it is being formatted
         decided: Optional[bool] = None
@@ -525,13 +542,8 @@ class LiteralSlots:
             qual = self._qual(call.func)
             self._report_undecided(node, call, raw)
             if arg.keyword is not None:
-                kw = arg.keyword.value
-                dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None
-                if dest is not None:
-                    names = (dest,)
-                else:
-                    decided = (kw in dev.keywords or kw in dev.callable_keywords.get(qual or "", ())) \
-                        and not self._excluded(qual)
+                decided, names = _keyword_slot(arg, call, lambda kw: (
+                    kw in dev.keywords or kw in dev.callable_keywords.get(qual or "", ())) and not self._excluded(qual))
             else:
                 idx = _positional_index(call, arg)
                 func_attr = call.func.attr.value if isinstance(call.func, cst.Attribute) else None
@@ -550,10 +562,12 @@ class LiteralSlots:
                 return
             names = tuple(n for o in others for n in _device_test_names(o))
         elif where == "return":
-            decided = "device" in info[0].lower()  # def get_device(): return 'cuda' ...
+            decided = "device" in info[0].lower() or only_device  # def get_device(): return 'cuda' ...
         elif where == "name":
             names = info
             element = _tuple_element(node, stack)
+            if only_device:
+                decided = True
         if decided is False or (decided is None and not names):
             return
         if fstring_text is not None:
@@ -586,12 +600,7 @@ class LiteralSlots:
             arg, call = info
             self._report_undecided(node, call, raw)
             if arg.keyword is not None:
-                kw = arg.keyword.value
-                dest = _argparse_dest(call) if kw in ("default", "choices", "const") else None
-                if dest is not None:
-                    names = (dest,)
-                else:
-                    decided = kw in rule.keywords
+                decided, names = _keyword_slot(arg, call, lambda kw: kw in rule.keywords)
             else:
                 idx = _positional_index(call, arg)
                 qual = self._qual(call.func)

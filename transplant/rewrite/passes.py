@@ -1,19 +1,24 @@
-"""Plug-in point for whole-module *structural* passes (apex.amp -> GradScaler, AMP insertion, ...).
+"""Plug-in point for whole-module *structural* passes (apex -> native torch, AMP insertion, ...).
 
 Contract
 ========
 A structural pass handles every rule of one rule *kind* that the built-in kinds do not know (for
-example ``"kind": "apex_amp"`` in ``rules/apex.json``; the schema accepts any lower-case kind and
-keeps its extra fields in ``StructuralRule.data``). Register it with::
+example ``"kind": "apex"`` in ``rules/apex.json``; the schema accepts any lower-case kind, keeps the
+rule's ``role`` in ``StructuralRule.role`` and its other extra fields in ``StructuralRule.data``).
+
+Registration is explicit. The bundled passes are listed in :data:`BUILTIN_PASSES` as
+``kind -> "module:function"`` and imported only when a file needs them (the AMP machinery pulls in
+``libcst.matchers``, which a run without apex or ``--amp`` never pays for). A pass defined elsewhere
+registers itself with::
 
     from transplant.rewrite.passes import register_pass
 
-    @register_pass("apex_amp")
-    def apex_amp_pass(module: libcst.Module, ctx: FileContext, rules: list[Rule]) -> None:
+    @register_pass("my_kind")
+    def my_pass(module: libcst.Module, ctx: FileContext, rules: list[Rule]) -> None:
         ...
 
-Plug-in modules are discovered automatically: any module of the ``transplant.rewrite`` package whose
-name starts with ``apex``, ``amp`` or ``pass_`` is imported once (see :func:`load_plugins`).
+(for compatibility, a module of this package named ``pass_*``, ``apex*`` or ``amp*`` that is not a
+bundled pass module is still imported once to let it register itself; see :func:`load_plugins`).
 
 When it runs
     After the main traversal has *detected* its edits and before anything is applied, once per file
@@ -70,6 +75,13 @@ from transplant.rules import Rule
 
 StructuralPass = Callable[[cst.Module, "FileContext", List[Rule]], None]  # noqa: F821
 
+# The bundled passes, by rule kind, in the order they run: imported on first use.
+BUILTIN_PASSES: Dict[str, str] = {
+    "amp_insert": "transplant.rewrite.amp_insert:amp_insert_pass",
+    "apex": "transplant.rewrite.apex_pass:apex_pass",
+}
+_BUILTIN_MODULES = ("apex_pass", "apex_amp", "apex_native", "amp_common", "amp_insert")
+
 _REGISTRY: Dict[str, StructuralPass] = {}
 _LOADED = False
 _PLUGIN_PREFIXES = ("apex", "amp", "pass_")
@@ -86,7 +98,7 @@ def register_pass(kind: str) -> Callable[[StructuralPass], StructuralPass]:
 
 
 def load_plugins() -> None:
-    """Import the structural-pass modules of this package once (they register themselves)."""
+    """Import, once, the modules of this package that may register passes themselves (not the bundled ones)."""
     global _LOADED
     if _LOADED:
         return
@@ -94,21 +106,34 @@ def load_plugins() -> None:
     import transplant.rewrite as package
 
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith(_PLUGIN_PREFIXES):
+        if info.name.startswith(_PLUGIN_PREFIXES) and info.name not in _BUILTIN_MODULES:
             importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 def registered_kinds() -> list[str]:
+    """Every rule kind a pass handles (bundled ones are not imported to answer)."""
     load_plugins()
-    return list(_REGISTRY)
+    return list(dict.fromkeys([*BUILTIN_PASSES, *_REGISTRY]))
+
+
+def pass_for(kind: str) -> StructuralPass:
+    """The pass of ``kind`` (a bundled one is imported here, on first use)."""
+    fn = _REGISTRY.get(kind)
+    if fn is None:
+        target = BUILTIN_PASSES.get(kind)
+        if target is None:
+            load_plugins()
+            return _REGISTRY[kind]
+        module, _, name = target.partition(":")
+        fn = _REGISTRY[kind] = getattr(importlib.import_module(module), name)
+    return fn
 
 
 def passes_for(rules: List[Rule], source_text: str) -> list[tuple[StructuralPass, list[Rule]]]:
     """(pass, its rules) for every registered kind with selected rules triggered by ``source_text``."""
-    load_plugins()
     out = []
-    for kind, fn in _REGISTRY.items():
+    for kind in registered_kinds():
         mine = [r for r in rules if r.kind == kind and (not r.triggers or any(t in source_text for t in r.triggers))]
         if mine:
-            out.append((fn, mine))
+            out.append((pass_for(kind), mine))
     return out

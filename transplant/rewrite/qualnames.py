@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 import libcst as cst
 
 from transplant.rewrite.context import FileContext
+from transplant.results import Operation
 from transplant.rewrite.names import build_dotted, module_name
 from transplant.rules import RenameRule, Rule, RuleSet, UnsupportedRule
 
@@ -84,6 +85,11 @@ class QualifiedNames:
         self.ctx = ctx
         self.index = NameIndex.of(ctx.ruleset)
         self.suffix_rules = [r for r in ctx.ruleset if isinstance(r, UnsupportedRule) and r.module_suffixes]
+        # Aliases of CUDA modules (``import torch.cuda as tc``): removed when every use was rewritten to
+        # a full path, so no stale CUDA import is left behind.
+        self._aliases: dict[str, tuple[Union[cst.Import, cst.ImportFrom], cst.ImportAlias, tuple[cst.CSTNode, ...]]] = {}
+        self._rewritten: dict[str, Rule] = {}
+        self._kept: set[str] = set()
 
     # ------------------------------------------------------------ uses
     def chain(self, node: Union[cst.Attribute, cst.Name], dotted: str, stack: Sequence[cst.CSTNode]) -> None:
@@ -95,11 +101,14 @@ class QualifiedNames:
         qual = binding + dotted[len(root):]
         hit = self.index.lookup(qual)
         if hit is None:
+            self._kept.add(root)
             return
         if hit.target is None:
+            self._kept.add(root)
             self.ctx.record_unsupported(node, hit.rule, qual, hit.tip)
             return
         if _covers(hit.key, binding):
+            self._kept.add(root)
             return  # the import statement that binds `root` is renamed instead
         new_qual = hit.renamed(qual)
         new_binding = self.index.rename_of(binding)
@@ -111,13 +120,20 @@ class QualifiedNames:
             if imports.binds(new_root) != new_root:
                 self.ctx.add_import(new_root, hit.rule)
         if new_text == dotted:
+            self._kept.add(root)
             return
+        if new_text == root or new_text.startswith(root + "."):
+            self._kept.add(root)
+        else:
+            self._rewritten.setdefault(root, hit.rule)
         self.ctx.replace(node, lambda updated, _t=new_text: _with_dotted(updated, _t), ancestors=stack)
         self.ctx.record_change(node, hit.rule, f"{qual} -> {new_qual}", before=dotted, after=new_text)
 
     def name(self, node: cst.Name, stack: Sequence[cst.CSTNode]) -> None:
         """A bare name bound by ``from X import name``: report unsupported uses (imports are renamed)."""
         binding = self.ctx.imports.binds(node.value)
+        if binding is not None:
+            self._kept.add(node.value)  # a bare use (an argument, a re-export, ``del``) needs the import
         if binding is None or "." not in binding:
             return
         hit = self.index.lookup(binding)
@@ -133,6 +149,7 @@ class QualifiedNames:
             self._suffix_check(alias, name)
             hit = self.index.lookup(name)
             if hit is None:
+                self._note_alias(node, alias, name, stack)
                 new_aliases.append(alias)
                 continue
             if hit.target is None:
@@ -180,6 +197,8 @@ class QualifiedNames:
             if hit is None or hit.target is None:
                 if hit is not None:
                     self.ctx.record_unsupported(alias, hit.rule, qual, hit.tip)
+                else:
+                    self._note_alias(node, alias, qual, stack)
                 kept.append(alias)
                 continue
             new_qual = hit.renamed(qual)
@@ -226,6 +245,46 @@ class QualifiedNames:
             self.ctx.replace(line, edit_line, ancestors=stack[:-1])
         else:
             self.ctx.replace(node, lambda u: cst.FlattenSentinel(keep_part(u) + moved), ancestors=stack)  # type: ignore[arg-type]
+
+    def _note_alias(self, node: Union[cst.Import, cst.ImportFrom], alias: cst.ImportAlias, qual: str,
+                    stack: Sequence[cst.CSTNode]) -> None:
+        local = alias.evaluated_alias if isinstance(node, cst.Import) else (alias.evaluated_alias or alias.evaluated_name)
+        if local and (qual == "torch.cuda" or qual.startswith("torch.cuda.")) and self.ctx.imports.binds(local) == qual:
+            self._aliases.setdefault(local, (node, alias, tuple(stack)))
+
+    def finish(self) -> None:
+        """Remove CUDA module aliases whose every use was rewritten to a full ``torch.npu`` path."""
+        for local, (node, alias, stack) in self._aliases.items():
+            rule = self._rewritten.get(local)
+            if rule is None or local in self._kept:
+                continue
+            code = self.ctx.code(node)
+            names = node.names
+            assert not isinstance(names, cst.ImportStar)
+            line = stack[-1] if stack else None
+            if len(names) > 1:
+                def drop_alias(u: cst.CSTNode, _name=local) -> cst.CSTNode:
+                    keep = [a for a in u.names if (a.evaluated_alias or (a.evaluated_name if isinstance(u, cst.ImportFrom)
+                                                                          else None)) != _name]  # type: ignore[attr-defined]
+                    keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                    return u.with_changes(names=keep)  # type: ignore[attr-defined]
+
+                self.ctx.replace(node, drop_alias, ancestors=stack)
+                what = f"`{self.ctx.code(alias).rstrip(', ')}` from `{code}`"
+            elif isinstance(line, cst.SimpleStatementLine) and len(line.body) > 1:
+                self.ctx.replace(node, lambda u: cst.RemovalSentinel.REMOVE, ancestors=stack)
+                what = f"`{code}`"
+            elif isinstance(line, cst.SimpleStatementLine):
+                block = stack[-2] if len(stack) > 1 else None
+                if isinstance(block, cst.IndentedBlock) and len(block.body) == 1:
+                    self.ctx.replace(line, lambda u: u.with_changes(body=[cst.Pass()]), ancestors=stack[:-1])
+                else:
+                    self.ctx.replace(line, lambda u: cst.FlattenSentinel([]), ancestors=stack[:-1])  # later edits may add to it
+                what = f"`{code}`"
+            else:
+                continue
+            self.ctx.record_change(node, rule, f"remove {what}: every use now names torch.npu in full", before=code,
+                                   operation=Operation.DELETE)
 
     def _suffix_check(self, node: cst.CSTNode, name: str) -> None:
         """Compiled CUDA extension modules (``import fused_adam_cuda``) that the project does not define."""

@@ -129,8 +129,12 @@ def _best_error(errors: list) -> object:  # type: ignore[type-arg]
     return max(errors, key=lambda e: (len(e.absolute_path), -len(list(e.context or ())), jsonschema.exceptions.relevance(e)))
 
 
-def _read_file(path: Path) -> list[Rule]:
-    """Parse + validate one rule file; typed rules in file order."""
+def _read_file(path: Path, validate: bool = True) -> list[Rule]:
+    """Parse + validate one rule file; typed rules in file order.
+
+    ``validate=False`` skips the JSON Schema check (the bundled files: the test suite validates them, and
+    importing jsonschema is a large part of a small run's start-up); the semantic checks always run.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -149,7 +153,7 @@ def _read_file(path: Path) -> list[Rule]:
     if deepest is not None:
         raise RuleFileError(path, _pointer(deepest), f"JSON nested at most {MAX_RULE_FILE_DEPTH} levels deep")
     try:
-        errors = list(_validator().iter_errors(data))
+        errors = list(_validator().iter_errors(data)) if validate else []
     except RecursionError:  # defensive: the depth check above keeps the validator far from the limit
         raise RuleFileError(path, "", f"JSON nested at most {MAX_RULE_FILE_DEPTH} levels deep") from None
     if errors:
@@ -212,16 +216,16 @@ def _check_semantics(path: Path, where: str, raw: Mapping[str, object]) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _read_cached(path: str, mtime_ns: int, size: int) -> tuple[Rule, ...]:
-    return tuple(_read_file(Path(path)))
+def _read_cached(path: str, mtime_ns: int, size: int, validate: bool = True) -> tuple[Rule, ...]:
+    return tuple(_read_file(Path(path), validate))
 
 
-def _load(path: Path) -> tuple[Rule, ...]:
+def _load(path: Path, bundled: bool = False) -> tuple[Rule, ...]:
     try:
         st = path.stat()
     except OSError as exc:
         raise RuleFileError(path, "", f"an existing rule file ({exc.strerror or exc})") from exc
-    return _read_cached(str(path), st.st_mtime_ns, st.st_size)
+    return _read_cached(str(path), st.st_mtime_ns, st.st_size, not bundled)
 
 
 def load_ruleset(
@@ -239,7 +243,7 @@ def load_ruleset(
     by_id: dict[str, Rule] = {}
     files: list[str] = []
     for path in bundled_rule_files():
-        for rule in _load(path):
+        for rule in _load(path, bundled=True):
             if rule.id in by_id:
                 raise RuleFileError(path, "", f"ids unique across bundled rule sets ({rule.id} is also in {by_id[rule.id].source})")
             by_id[rule.id] = rule
@@ -254,6 +258,14 @@ def load_ruleset(
         r for r in by_id.values()
         if (not select_t or r.id.startswith(select_t)) and not (ignore_t and r.id.startswith(ignore_t))
     ]
+    if select_t and any(r.needs_torch_npu for r in rules):
+        # A selected rule brings the rules its output depends on: `.npu()` needs `import torch_npu`
+        # (unless that rule is ignored explicitly).
+        chosen = {r.id for r in rules}
+        rules += [r for r in by_id.values() if isinstance(r, ImportRule) and r.insert == "torch_npu"
+                  and r.id not in chosen and not (ignore_t and r.id.startswith(ignore_t))]
+        order = {rule_id: i for i, rule_id in enumerate(by_id)}
+        rules.sort(key=lambda r: order[r.id])
     merged = dict(DEFAULT_OPTIONS)
     merged.update(options or {})
     return RuleSet(rules, merged, files)

@@ -152,8 +152,13 @@ class TensorTypeRule(Rule):
 
 @dataclass(frozen=True, eq=False)
 class StructuralRule(Rule):
-    """A rule of a kind handled by a whole-module pass (``transplant.rewrite.passes``); fields kept raw."""
+    """A rule of a kind handled by a whole-module pass (``transplant.rewrite.passes``).
 
+    ``role`` says which part of its pass the rule selects (``amp``, ``optimizers``, ``unsupported``, ...;
+    empty when the kind has one part); the kind's other fields are kept raw in ``data``.
+    """
+
+    role: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -231,7 +236,7 @@ def build_rule(raw: Mapping[str, Any], source: str) -> Rule:
         return TensorTypeRule(**common, map=dict(raw["map"]), positional=_slots(raw.get("positional")),
                               methods=_slots(raw.get("methods")))
     data = {k: v for k, v in raw.items() if k not in COMMON_FIELDS and k not in ("triggers", "needs_torch_npu", "requires_option")}
-    return StructuralRule(**common, data=data)
+    return StructuralRule(**common, role=str(raw.get("role", "")), data=data)
 
 
 def default_triggers(rule: Rule) -> tuple[str, ...]:
