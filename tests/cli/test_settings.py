@@ -25,7 +25,7 @@ def test_config_from_a_parent_folder_applies(invoke, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = invoke("-i", project / "src", "-o", out)
     assert result.exit_code == 0, result.output
-    assert rules_of(out) == {"TP120"}  # --select keeps the import rule (TP190) out too
+    assert rules_of(out) == {"TP120", "TP190"}  # --select brings the import rule (TP190) its output needs
     assert (out / "vendor/v.py").read_bytes() == UTILS_PY
     report = json.loads((out / "transplant_report.json").read_text())
     assert report["options"]["select"] == ["TP120"] and report["options"]["exclude"] == ["vendor"]
@@ -36,7 +36,7 @@ def test_command_line_overrides_the_file(invoke, tmp_path: Path) -> None:
         "pyproject.toml": '[tool.transplant]\nselect = ["TP120"]\n', "train.py": TWO_RULES})
     out = tmp_path / "out"
     assert invoke("-i", project, "-o", out, "--select", "TP101").exit_code == 0
-    assert rules_of(out) == {"TP101"}
+    assert rules_of(out) == {"TP101", "TP190"}  # and its import rule
 
 
 def test_nearest_file_with_the_table_wins_and_others_are_skipped(invoke, tmp_path: Path) -> None:

@@ -85,15 +85,20 @@ def _to_npu(updated: cst.CSTNode) -> cst.CSTNode:
     return build_dotted(_NPU).with_changes(lpar=getattr(updated, "lpar", ()), rpar=getattr(updated, "rpar", ()))
 
 
+def value_rule(rules: list) -> Optional[object]:
+    """The rule that rewrites ``torch.cuda`` used as a value (TP112), unless only its report rule is selected."""
+    return next((r for r in rules if getattr(r, "data", {}).get("role") != "report"), None)
+
+
 @register_pass("module_alias")
 def module_alias_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point for the ``module_alias`` rule kind (see :mod:`transplant.rewrite.passes`)."""
     if not _BARE.search(ctx.source_text or module.code):
         return
-    rule = rules[0]
+    rule = value_rule(rules)
     finder = _Finder(ctx)
     finder.walk(module, [])
-    for node, stack in finder.values:
+    for node, stack in (finder.values if rule is not None else ()):
         before = ctx.code(node)
         if isinstance(node, cst.Name):
             ctx.add_import("torch", rule)

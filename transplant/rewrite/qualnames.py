@@ -90,6 +90,9 @@ class QualifiedNames:
         self._aliases: dict[str, tuple[Union[cst.Import, cst.ImportFrom], cst.ImportAlias, tuple[cst.CSTNode, ...]]] = {}
         self._rewritten: dict[str, Rule] = {}
         self._kept: set[str] = set()
+        # the rule that rewrites ``torch.cuda`` used as a value (kind ``module_alias``), if selected
+        self._module_value_rule: Optional[Rule] = next(
+            (r for r in ctx.ruleset if r.kind == "module_alias" and getattr(r, "data", {}).get("role") != "report"), None)
 
     # ------------------------------------------------------------ uses
     def chain(self, node: Union[cst.Attribute, cst.Name], dotted: str, stack: Sequence[cst.CSTNode]) -> None:
@@ -133,7 +136,12 @@ class QualifiedNames:
         """A bare name bound by ``from X import name``: report unsupported uses (imports are renamed)."""
         binding = self.ctx.imports.binds(node.value)
         if binding is not None:
-            self._kept.add(node.value)  # a bare use (an argument, a re-export, ``del``) needs the import
+            value_rule = self._module_value_rule if binding == "torch.cuda" else None
+            if value_rule is not None:
+                # the module used as a value (``register(tc)``) becomes ``torch.npu`` (module_alias pass)
+                self._rewritten.setdefault(node.value, value_rule)
+            else:
+                self._kept.add(node.value)  # a bare use (an argument, a re-export, ``del``) needs the import
         if binding is None or "." not in binding:
             return
         hit = self.index.lookup(binding)
