@@ -85,7 +85,7 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
         strict.check_mode(strict_cuda)
         import torch
 
-        from transplant.emulate import _state, device_module, fixes, kernels, npu_amp, serialization, tensor
+        from transplant.emulate import _state, device_module, fixes, kernels, npu_amp, serialization, surface, tensor
         from transplant.emulate import amp as amp_kernels
 
         current = torch._C._get_privateuse1_backend_name()
@@ -119,6 +119,9 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
         torch._register_device_module(_state.DEVICE_TYPE, device_module)
         sys.modules["torch.npu.amp"] = npu_amp
         sys.modules["torch.npu._utils"] = device_module.utils
+        device_module.default_generators = tuple(_state.generator(i) for i in range(count))
+        # Every other public name of torch_npu 2.13's torch.npu: an emulation or a clear "not emulated".
+        surface.install(device_module, npu_amp)
         if not hasattr(torch.Tensor, "is_npu"):
             torch.utils.generate_methods_for_privateuse1_backend(
                 for_tensor=True, for_module=True, for_packed_sequence=True, for_storage=False
