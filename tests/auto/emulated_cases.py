@@ -1034,6 +1034,38 @@ def profiler_activities():
     assert len(prof.key_averages()) > 0
 
 
+# ------------------------------------------------------------------ issue #17 items 6-8
+
+@case("torch.nn.parameter.UninitializedTensorMixin._allowed_methods")
+def lazy_modules_move_and_materialise_on_the_npu():
+    assert torch.nn.LazyLinear(4).to("cpu")(torch.ones(2, 3)).device.type == "cpu"
+    for move in (lambda m: m.to("cuda"), lambda m: m.cuda(), lambda m: m.to(0), lambda m: m.npu()):
+        module = move(torch.nn.LazyLinear(4))
+        out = module(torch.ones(2, 3, device="cuda"))
+        assert out.device == NPU0 and module.weight.device == NPU0 and module.weight.shape == (4, 3)
+        out.sum().backward()
+        assert module.weight.grad.device == NPU0
+
+
+@case("torch.Generator")
+def generator_reports_its_npu_device():
+    assert torch.Generator("cuda").device == NPU0
+    assert torch.Generator("npu").device == NPU0
+    assert torch.Generator().device == torch.device("cpu")
+    assert isinstance(torch.default_generator, torch.Generator)
+    generator = torch.Generator("cuda").manual_seed(5)
+    first = torch.rand(3, device="cuda", generator=generator)
+    assert torch.equal(first, torch.rand(3, device="cuda", generator=torch.Generator("cuda").manual_seed(5)))
+
+
+@case("torch.autograd.profiler_util.Kernel")
+def profiler_kernel_device():
+    kernel = torch.autograd.profiler_util.Kernel("x", "cuda", 11)
+    assert kernel.device == "npu" and kernel.name == "x" and kernel.duration == 11
+    assert torch.autograd.profiler_util.Kernel("y", "cpu", 1).device == "cpu"
+    assert isinstance(kernel, tuple)
+
+
 # ------------------------------------------------------------------ the rest of the emulated torch.npu surface
 
 def _surface_redirects() -> list:

@@ -192,3 +192,33 @@ def test_memory_and_random_names_from_the_issues(npu) -> None:
         pass
     with pytest.raises(NotImplementedError, match="not emulated: torch.npu.NPUGraph"):
         npu.NPUGraph()
+
+
+def test_lazy_modules_materialise_on_the_npu(npu) -> None:
+    """``LazyLinear(4).npu()`` (issue #17 item 6): the parameters stay lazy, then live on the npu device."""
+    for move in (lambda m: m.npu(), lambda m: m.to("npu"), lambda m: m.to(torch.device("npu", 0))):
+        module = move(torch.nn.LazyLinear(4))
+        assert module.has_uninitialized_params()
+        out = module(torch.ones(2, 3, device="npu"))
+        assert out.device.type == "npu" and module.weight.device.type == "npu" and module.weight.shape == (4, 3)
+        out.sum().backward()
+        assert module.weight.grad.device.type == "npu"
+    norm = torch.nn.LazyBatchNorm1d().npu()
+    norm(torch.ones(4, 3, device="npu"))
+    assert norm.running_mean.device.type == "npu"
+    assert torch.nn.LazyLinear(4).to("cpu")(torch.ones(2, 3)).device.type == "cpu"
+
+
+def test_generator_reports_the_npu_device(npu) -> None:
+    from transplant.emulate import _state
+
+    if not _state.native:
+        pytest.skip("torch.Generator('npu') needs the native helper")
+    generator = torch.Generator("npu")
+    assert generator.device == torch.device("npu", 0)
+    assert torch.Generator().device == torch.device("cpu")
+    assert isinstance(torch.default_generator, torch.Generator)
+    generator.manual_seed(11)
+    first = torch.randn(4, device="npu", generator=generator)
+    generator.manual_seed(11)
+    assert torch.equal(torch.randn(4, device="npu", generator=generator), first)

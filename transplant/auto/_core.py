@@ -974,6 +974,40 @@ def _patch_data_and_profiler(p: Patcher) -> None:
            "torch.profiler.profile", "activities CUDA -> PrivateUse1 (NPU) or dropped")
 
 
+def _patch_lazy_parameters(p: Patcher) -> None:
+    """torch lists the Tensor methods an uninitialised (lazy) parameter accepts, by identity
+    (``UninitializedTensorMixin._allowed_methods``): the wrappers that replaced them join the list, so
+    ``LazyLinear(4).to('cuda')`` keeps working."""
+    mixin = torch.nn.parameter.UninitializedTensorMixin
+    allowed = list(mixin._allowed_methods)
+    names = {getattr(method, "__name__", None) for method in allowed}
+    extra = [getattr(torch.Tensor, label.rpartition(".")[2]) for label in list(p.patched)
+             if label.startswith("torch.Tensor.") and label.count(".") == 2 and label.rpartition(".")[2] in names]
+    extra = [method for method in extra if method not in allowed]
+    if extra:
+        p.set(mixin, "_allowed_methods", allowed + extra, "torch.nn.parameter.UninitializedTensorMixin._allowed_methods",
+              "+ the patched Tensor methods (to, cuda)")
+
+
+def _patch_profiler_kernel(p: Patcher) -> None:
+    """``torch.autograd.profiler_util.Kernel(name, 'cuda', duration)``: the kernel ran on the NPU."""
+    util = torch.autograd.profiler_util
+    kernel = getattr(util, "Kernel", None)
+    if kernel is None or not isinstance(kernel, type) or not issubclass(kernel, tuple):
+        return
+
+    def __new__(cls, name, device, duration):
+        new = npu_device(device) if device is not None else None
+        if new is not None:
+            record("torch.autograd.profiler_util.Kernel", "device", device, str(new))
+            device = str(new)
+        return kernel.__new__(cls, name, device, duration)
+
+    npu_kernel = type("Kernel", (kernel,), {"__new__": __new__, "__slots__": (), "__module__": kernel.__module__,
+                                            "__doc__": kernel.__doc__})
+    p.set(util, "Kernel", npu_kernel, "torch.autograd.profiler_util.Kernel", "device 'cuda' -> 'npu'")
+
+
 # --------------------------------------------------------------------------- install / uninstall
 
 def _import_torch_npu() -> None:
@@ -1006,6 +1040,8 @@ def install(config: Config | None = None) -> bool:
         _patch_cuda_namespace(p, policy, classification)
         _patch_distributed(p, policy)
         _patch_data_and_profiler(p)
+        _patch_profiler_kernel(p)
+        _patch_lazy_parameters(p)
     except BaseException:
         p.undo()
         STATE.patcher = None

@@ -126,6 +126,10 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
             torch.utils.generate_methods_for_privateuse1_backend(
                 for_tensor=True, for_module=True, for_packed_sequence=True, for_storage=False
             )
+        # LazyModule.npu() / .to('npu'): the parameters stay lazy and materialise on the npu device.
+        tensor.install_lazy_parameter_moves()
+        if use_native:  # torch.Generator('npu') exists only with the native hooks
+            torch.Generator = device_module.Generator
         # 4. Kernels: factories, direct ops, RNN; then autocast; then checkpoints.
         kernels.register_device_kernels()
         amp_kernels.register()

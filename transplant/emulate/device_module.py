@@ -649,3 +649,40 @@ ShortTensor = _legacy_type("ShortTensor", torch.int16)
 CharTensor = _legacy_type("CharTensor", torch.int8)
 ByteTensor = _legacy_type("ByteTensor", torch.uint8)
 BoolTensor = _legacy_type("BoolTensor", torch.bool)
+
+
+# --- torch.Generator('npu') -------------------------------------------------------------------
+
+
+class _GeneratorMeta(type(torch._C.Generator)):  # torch gives Generator its own metaclass
+    # torch.default_generator and generators torch creates in C++ are plain torch._C.Generator
+    # objects: they must stay instances of torch.Generator.
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, torch._C.Generator)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, torch._C.Generator)
+
+
+class Generator(torch._C.Generator, metaclass=_GeneratorMeta):
+    """``torch.Generator`` on the emulator: a generator made for an npu device says so in ``.device``.
+
+    Its state is a CPU generator's, because the emulated kernels draw on the CPU; torch checks the
+    C++ device (cpu), so it can be passed to any npu or cpu random op.
+    """
+
+    def __init__(self, device: DeviceLike = None) -> None:
+        requested = torch.device(device) if isinstance(device, (str, torch.device)) else None
+        if requested is not None and requested.type == _state.DEVICE_TYPE:
+            index = _state.current_index() if requested.index is None else requested.index
+            self._npu_device: Optional[torch.device] = torch.device(_state.DEVICE_TYPE, index)
+        else:
+            self._npu_device = None
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return self._npu_device or torch._C.Generator.device.__get__(self)
+
+
+Generator.__module__ = "torch"
+Generator.__qualname__ = "Generator"
