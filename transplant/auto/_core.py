@@ -167,67 +167,57 @@ STATE = _State()
 
 # --------------------------------------------------------------------------- generic wrappers
 
+def _converted_device(api: str, value, ints: bool = True):
+    """The NPU spelling of a CUDA device ``value`` (str / torch.device / an int index when ``ints``), with
+    the change counted in the change log; None when ``value`` is not a CUDA device.
+
+    Every device-argument wrapper goes through here: one dict lookup on the hot path once a call site
+    has been seen. Int indices are converted but not logged (they mean the same device on the NPU).
+    """
+    new = npu_device_cached(value) if ints else npu_device(value)
+    if new is not None and value.__class__ is not int:
+        hit = HITS.get((api, value, new))
+        if hit is None:
+            record(api, "device", value, new, depth=3)
+        else:
+            hit.count += 1
+    return new
+
+
 def _kw_device(original, api: str, names=("device",)):
     """Convert CUDA values (str / torch.device / int index) in the keyword arguments ``names``."""
-    if len(names) == 1:
-        key = names[0]
-
-        @functools.wraps(original)
-        def wrapper(*args, **kwargs):
-            if kwargs:
-                value = kwargs.get(key)
-                if value is not None:
-                    new = npu_device_cached(value)
-                    if new is not None:
-                        kwargs[key] = new
-                        if value.__class__ is not int:
-                            hit = HITS.get((api, value, new))
-                            if hit is None:
-                                record(api, "device", value, new)
-                            else:
-                                hit.count += 1
-            return original(*args, **kwargs)
-
-        return wrapper
 
     @functools.wraps(original)
-    def wrapper_many(*args, **kwargs):
+    def wrapper(*args, **kwargs):
         if kwargs:
             for key in names:
                 value = kwargs.get(key)
                 if value is not None:
-                    new = npu_device_cached(value)
+                    new = _converted_device(api, value)
                     if new is not None:
                         kwargs[key] = new
-                        if value.__class__ is not int:
-                            record(api, "device", value, new)
         return original(*args, **kwargs)
 
-    return wrapper_many
+    return wrapper
 
 
 def _first_arg_device(original, api: str, key: str = "device", index: int = 0, ints: bool = True):
     """Convert a device given positionally at ``index`` or as keyword ``key``."""
-    convert = npu_device_or_index if ints else npu_device
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
         if len(args) > index:
             value = args[index]
             if value is not None:
-                new = convert(value)
+                new = _converted_device(api, value, ints)
                 if new is not None:
                     args = args[:index] + (new,) + args[index + 1:]
-                    if value.__class__ is not int:
-                        record(api, "device", value, new)
         elif kwargs:
             value = kwargs.get(key)
             if value is not None:
-                new = convert(value)
+                new = _converted_device(api, value, ints)
                 if new is not None:
                     kwargs[key] = new
-                    if value.__class__ is not int:
-                        record(api, "device", value, new)
         return original(*args, **kwargs)
 
     return wrapper
@@ -357,23 +347,15 @@ def _to_wrapper(original_to, api: str):
             value = args[0]
             cls = value.__class__
             if cls is str or cls is device_cls or cls is int:
-                new = npu_device_cached(value)
+                new = _converted_device(api, value)
                 if new is not None:
                     args = (new,) + args[1:]
-                    if cls is not int:
-                        hit = HITS.get((api, value, new))
-                        if hit is None:
-                            record(api, "device", value, new)
-                        else:
-                            hit.count += 1
         if kwargs:
             value = kwargs.get("device")
             if value is not None:
-                new = npu_device_cached(value)
+                new = _converted_device(api, value)
                 if new is not None:
                     kwargs["device"] = new
-                    if value.__class__ is not int:
-                        record(api, "device", value, new)
         return original_to(self, *args, **kwargs)
 
     return to
@@ -711,24 +693,32 @@ def _warn_review(api: str, target_name: str, message: str) -> None:
                            TransplantAutoWarning, file, line, registry=registry)
 
 
+def _npu_arguments(args: tuple, kwargs: dict, positional: int) -> tuple[tuple, dict]:
+    """For redirected torch.cuda callables: CUDA devices (str / torch.device) among the first
+    ``positional`` arguments and in ``device=`` become NPU ones; ints stay (they are indices)."""
+    for index in range(min(positional, len(args))):
+        value = args[index]
+        if value.__class__ is str or value.__class__ is torch.device:
+            new = npu_device(value)
+            if new is not None:
+                args = args[:index] + (new,) + args[index + 1:]
+    if kwargs:
+        value = kwargs.get("device")
+        if value is not None and value.__class__ is not int:
+            new = npu_device(value)
+            if new is not None:
+                kwargs["device"] = new
+    return args, kwargs
+
+
 def _redirect_function(api: str, target, target_name: str, policy: CallerPolicy, rule: str, severity: str,
                        message: str = ""):
     review = severity == "review"
 
     @functools.wraps(target)
     def redirect(*args, **kwargs):
-        if args:
-            for index, value in enumerate(args):
-                if value.__class__ is str or value.__class__ is torch.device:
-                    new = npu_device(value)
-                    if new is not None:
-                        args = args[:index] + (new,) + args[index + 1:]
-        if kwargs:
-            value = kwargs.get("device")
-            if value is not None and value.__class__ is not int:
-                new = npu_device(value)
-                if new is not None:
-                    kwargs["device"] = new
+        if args or kwargs:
+            args, kwargs = _npu_arguments(args, kwargs, len(args))
         if not policy.is_internal(sys._getframe(1).f_globals.get("__name__", "")):
             record(api, "redirect", api, target_name, rule=rule, severity=severity)
             if review:
@@ -760,16 +750,8 @@ def _redirect_class(api: str, target: type, target_name: str, policy: CallerPoli
     review = severity == "review" and not dtype_changes
 
     def call(*args, **kwargs):
-        if kwargs:
-            value = kwargs.get("device")
-            if value is not None:
-                new = npu_device(value)
-                if new is not None:
-                    kwargs["device"] = new
-        if args and (args[0].__class__ is str or args[0].__class__ is torch.device):
-            new = npu_device(args[0])
-            if new is not None:
-                args = (new,) + args[1:]
+        if args or kwargs:
+            args, kwargs = _npu_arguments(args, kwargs, 1)
         if not policy.is_internal(sys._getframe(2).f_globals.get("__name__", "")):
             record(api, "redirect", api, target_name, depth=3, rule=rule,
                    severity="review" if dtype_changes else severity)
