@@ -743,8 +743,11 @@ def _availability(api: str, real, npu, target_name: str, policy: CallerPolicy, r
 
 def _redirect_class(api: str, target: type, target_name: str, policy: CallerPolicy, rule: str, source=None,
                     severity: str = "safe", message: str = ""):
-    source_dtype = getattr(source, "dtype", None)
-    target_dtype = getattr(target, "dtype", None)
+    with warnings.catch_warnings():
+        # the legacy torch.cuda.XStorage classes warn "TypedStorage is deprecated" on any .dtype read
+        warnings.simplefilter("ignore")
+        source_dtype = getattr(source, "dtype", None)
+        target_dtype = getattr(target, "dtype", None)
     dtype_changes = isinstance(source_dtype, torch.dtype) and isinstance(target_dtype, torch.dtype) \
         and source_dtype != target_dtype
     review = severity == "review" and not dtype_changes
