@@ -6,8 +6,13 @@ The patches are applied as soon as torch is imported (immediately, if it already
 imported first. See docs/auto.md for what is patched, the ``torch.cuda.is_available()`` policy and
 the ``TRANSPLANT_AUTO_*`` settings.
 
-This module imports only the standard library until torch is imported, so arming it in every
-process costs nothing for processes that never use torch.
+The project's own modules (the entry script included) are rewritten with the offline rules as they
+are imported (``_rewrite_hook``; ``TRANSPLANT_AUTO_REWRITE=0`` turns that off): ``device.type == 'cuda'``
+branches and ``from apex import amp`` then work as after ``transplant -i``, with the original line numbers.
+
+This module imports only the standard library until torch is imported (the rewriter itself only when
+a project module misses its cache), so arming it in every process costs little for processes that
+never use torch.
 """
 
 from __future__ import annotations
