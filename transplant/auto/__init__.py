@@ -115,9 +115,12 @@ def _install_after_torch_import(_module) -> None:
 
 
 def _arm() -> None:
-    from . import _rewrite_hook
+    # Importing the hook and installing it allocate enough to trigger a full collection of torch's
+    # heap (~0.1 s) when torch is loaded: the collector waits, as it does for install().
+    with _gc_paused():
+        from . import _rewrite_hook
 
-    rewriting = _rewrite_hook.install(_rewrite_hook.default_roots())
+        rewriting = _rewrite_hook.install(_rewrite_hook.default_roots())
     if rewriting and _armed_by_environment():
         command = _rewrite_hook.relaunch_target()
         if command is not None:

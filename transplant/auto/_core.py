@@ -186,6 +186,20 @@ def _converted_device(api: str, value, ints: bool = True):
 
 def _kw_device(original, api: str, names=("device",)):
     """Convert CUDA values (str / torch.device / int index) in the keyword arguments ``names``."""
+    if len(names) == 1:
+        key = names[0]
+
+        @functools.wraps(original)
+        def wrapper_one(*args, **kwargs):  # the factories' hot path: no loop
+            if kwargs:
+                value = kwargs.get(key)
+                if value is not None:
+                    new = _converted_device(api, value)
+                    if new is not None:
+                        kwargs[key] = new
+            return original(*args, **kwargs)
+
+        return wrapper_one
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):

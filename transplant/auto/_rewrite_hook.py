@@ -35,7 +35,6 @@ import marshal
 import os
 import re
 import sys
-import sysconfig
 import threading
 import types
 from dataclasses import dataclass
@@ -77,11 +76,8 @@ class StaticEdit:
 # --------------------------------------------------------------------------- which files are the user's
 
 def _excluded_dirs() -> tuple[str, ...]:
-    dirs = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            dirs.add(os.path.realpath(path))
+    # The standard library, the interpreter's prefixes (venv site-packages live there) and transplant.
+    dirs = {os.path.realpath(os.path.dirname(os.__file__))}
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         dirs.add(os.path.realpath(prefix))
     dirs.add(os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # transplant/
