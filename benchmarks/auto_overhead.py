@@ -6,11 +6,17 @@
 Per-call figures are best-of-rounds medians of ``timeit`` loops, so they are the wrapper's own cost
 plus noise; the emulated NPU's op cost (~5-20 us) is the same on both sides and cancels out. Target:
 <= 1 us added per call; ``import transplant.auto`` <= 50 ms beyond ``import torch, torch_npu``.
+
+``--import-hook`` measures the import-time rewrite instead (issue #15) on a generated 10k-line project:
+the first start (empty cache: every module parsed and rewritten), the second start (cached), and the
+steady-state training-step time, each against ``TRANSPLANT_AUTO_REWRITE=0``, with the bare libcst
+parse+print of the same files as the floor.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import statistics
 import subprocess
@@ -99,7 +105,161 @@ def _import_seconds(runs: int = 7) -> tuple[list[float], list[float]]:
     return torch_times, auto_times
 
 
+_MODULE_TEMPLATE = '''"""Generated module {index} of the import-hook benchmark project."""
+
+import math
+
+import torch
+import torch.nn as nn
+
+{body}
+'''
+
+_UNIT = '''
+
+class Block{index}_{unit}(nn.Module):
+    """A small block; its forward tests the device the CUDA way."""
+
+    def __init__(self, width=8):
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.scale = math.sqrt(width)
+        self.accelerated_calls = 0
+
+    def forward(self, x):
+        # (no tensor op in the branch: the step does the same work whichever way it goes)
+        if x.device.type == 'cuda':
+            self.accelerated_calls += 1
+        return torch.relu(self.fc(x)) / self.scale
+
+
+def helper_{index}_{unit}(values, device='cuda'):
+    """Plain Python most of the time, like most of a real project."""
+    total = 0.0
+    for position, value in enumerate(values):
+        if position % 2:
+            total += value * 0.5
+        else:
+            total -= value / (position + 1)
+    buffer = torch.zeros(len(values), device=device)
+    return total, buffer.cuda() if torch.cuda.is_available() else buffer
+'''
+
+_MAIN = '''import json
+import sys
+import time
+
+start = time.perf_counter()
+import torch
+from bench_pkg import {imports}
+imported = time.perf_counter()
+
+model = torch.nn.Sequential({blocks}).cuda()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+x = torch.randn(16, 8).cuda()
+
+
+def step():
+    loss = model(x).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    torch.cuda.synchronize()
+
+
+for _ in range(5):
+    step()
+times = []
+for _ in range(7):
+    begin = time.perf_counter()
+    for _ in range(20):
+        step()
+    times.append((time.perf_counter() - begin) / 20)
+json.dump({{"import_s": imported - start, "step_s": min(times), "device": str(x.device)}}, open(sys.argv[1], "w"))
+'''
+
+
+def _make_project(root, lines: int = 10_000) -> list:
+    """A project of ~``lines`` lines: bench_main.py plus modules of ~500 lines under bench_pkg/."""
+    package = root / "bench_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    unit_lines = _UNIT.count("\n")
+    units_per_module = max(1, 500 // unit_lines)
+    modules = max(1, lines // (units_per_module * unit_lines))
+    files = []
+    for index in range(modules):
+        body = "".join(_UNIT.format(index=index, unit=unit) for unit in range(units_per_module))
+        path = package / f"mod_{index:02d}.py"
+        path.write_text(_MODULE_TEMPLATE.format(index=index, body=body))
+        files.append(path)
+    imports = ", ".join(f"mod_{index:02d}" for index in range(modules))
+    blocks = ", ".join(f"mod_{index:02d}.Block{index}_0()" for index in range(modules))
+    main = root / "bench_main.py"
+    main.write_text(_MAIN.format(imports=imports, blocks=blocks))
+    return [main, *files]
+
+
+def _timed_start(root, env: dict, out) -> dict:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(root / "bench_main.py"), str(out)], env=env, check=True, cwd=str(root),
+                   capture_output=True)
+    result = json.loads(out.read_text())
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def import_hook_figures(rounds: int = 3) -> None:
+    """First start, second start and step time with the import hook against runtime patches only."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import libcst
+
+    root = Path(tempfile.mkdtemp(prefix="transplant-hook-bench-"))
+    try:
+        files = _make_project(root)
+        total_lines = sum(path.read_text().count("\n") for path in files)
+        floor = []
+        for _ in range(rounds):
+            begin = time.perf_counter()
+            for path in files:
+                libcst.parse_module(path.read_text()).code
+            floor.append(time.perf_counter() - begin)
+        env = dict(os.environ, TRANSPLANT_AUTO="1", TRANSPLANT_AUTO_QUIET="1")
+        env.pop("TRANSPLANT_AUTO_REPORT", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # the second start reads the cache an installed package has
+        out = root / "out.json"
+        runs = {"runtime patches only": [], "first start (empty cache)": [], "second start (cached)": []}
+        for _ in range(rounds):
+            runs["runtime patches only"].append(_timed_start(root, dict(env, TRANSPLANT_AUTO_REWRITE="0"), out))
+            for cache in root.rglob("*transplant*.pyc"):
+                cache.unlink()
+            runs["first start (empty cache)"].append(_timed_start(root, env, out))
+            runs["second start (cached)"].append(_timed_start(root, env, out))
+        assert all(run["device"] == "npu:0" for results in runs.values() for run in results)
+        base = runs["runtime patches only"]
+        base_wall = statistics.median(r["wall_s"] for r in base)
+        base_step = statistics.median(r["step_s"] for r in base)
+        print(f"import hook on a generated project: {len(files)} files, {total_lines} lines "
+              f"(median of {rounds} fresh processes each)")
+        print(f"  bare libcst parse+print of the same files: {statistics.median(floor):6.2f} s (the floor)")
+        for name, results in runs.items():
+            wall = statistics.median(r["wall_s"] for r in results)
+            imports = statistics.median(r["import_s"] for r in results)
+            step = statistics.median(r["step_s"] for r in results)
+            print(f"  {name:28s} process {wall:6.2f} s ({wall - base_wall:+6.2f} s, "
+                  f"{(wall - base_wall) / statistics.median(floor):+5.2f} x floor), imports {imports:6.2f} s, "
+                  f"step {step * 1e3:7.3f} ms ({(step / base_step - 1) * 100:+5.1f} %)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
+    if "--import-hook" in sys.argv[1:]:
+        import_hook_figures()
+        return
     _ensure_npu()
     os.environ["TRANSPLANT_AUTO_QUIET"] = "1"
     torch_times, auto_times = _import_seconds()

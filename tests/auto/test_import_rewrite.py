@@ -28,6 +28,8 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 def _run(auto_env, cwd: Path, args: list[str], timeout: int = 300, **extra: str) -> subprocess.CompletedProcess:
     env = auto_env(TRANSPLANT_AUTO_QUIET="1", **extra)
+    if "PYTHONDONTWRITEBYTECODE" not in extra:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # the cache is written unless the user says otherwise
     return subprocess.run([sys.executable, *args], cwd=str(cwd), env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -224,6 +226,15 @@ def test_cache_is_reused_and_invalidated_by_an_edit(auto_env, tmp_path):
     assert third.returncode == 0, third.stderr
     result = json.loads(out.read_text())
     assert result["edited"] == 1 and result["type_is_cuda"] is True and result["libcst_imported"] is True
+
+
+def test_no_cache_written_with_pythondontwritebytecode(auto_env, tmp_path):
+    _write(tmp_path, DEVICE_CHECKS)
+    out = tmp_path / "out.json"
+    proc = _run(auto_env, tmp_path, ["main.py", str(out)], TRANSPLANT_AUTO="1", PYTHONDONTWRITEBYTECODE="1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["type_is_cuda"] is True
+    assert not list(tmp_path.rglob("*transplant*.pyc"))
 
 
 def test_read_only_tree_compiles_in_memory(auto_env, tmp_path):

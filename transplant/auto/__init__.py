@@ -6,8 +6,13 @@ The patches are applied as soon as torch is imported (immediately, if it already
 imported first. See docs/auto.md for what is patched, the ``torch.cuda.is_available()`` policy and
 the ``TRANSPLANT_AUTO_*`` settings.
 
-This module imports only the standard library until torch is imported, so arming it in every
-process costs nothing for processes that never use torch.
+The project's own modules (the entry script included) are rewritten with the offline rules as they
+are imported (``_rewrite_hook``; ``TRANSPLANT_AUTO_REWRITE=0`` turns that off): ``device.type == 'cuda'``
+branches and ``from apex import amp`` then work as after ``transplant -i``, with the original line numbers.
+
+This module imports only the standard library until torch is imported (the rewriter itself only when
+a project module misses its cache), so arming it in every process costs little for processes that
+never use torch.
 """
 
 from __future__ import annotations
@@ -110,9 +115,12 @@ def _install_after_torch_import(_module) -> None:
 
 
 def _arm() -> None:
-    from . import _rewrite_hook
+    # Importing the hook and installing it allocate enough to trigger a full collection of torch's
+    # heap (~0.1 s) when torch is loaded: the collector waits, as it does for install().
+    with _gc_paused():
+        from . import _rewrite_hook
 
-    rewriting = _rewrite_hook.install(_rewrite_hook.default_roots())
+        rewriting = _rewrite_hook.install(_rewrite_hook.default_roots())
     if rewriting and _armed_by_environment():
         command = _rewrite_hook.relaunch_target()
         if command is not None:

@@ -167,67 +167,71 @@ STATE = _State()
 
 # --------------------------------------------------------------------------- generic wrappers
 
+def _converted_device(api: str, value, ints: bool = True):
+    """The NPU spelling of a CUDA device ``value`` (str / torch.device / an int index when ``ints``), with
+    the change counted in the change log; None when ``value`` is not a CUDA device.
+
+    Every device-argument wrapper goes through here: one dict lookup on the hot path once a call site
+    has been seen. Int indices are converted but not logged (they mean the same device on the NPU).
+    """
+    new = npu_device_cached(value) if ints else npu_device(value)
+    if new is not None and value.__class__ is not int:
+        hit = HITS.get((api, value, new))
+        if hit is None:
+            record(api, "device", value, new, depth=3)
+        else:
+            hit.count += 1
+    return new
+
+
 def _kw_device(original, api: str, names=("device",)):
     """Convert CUDA values (str / torch.device / int index) in the keyword arguments ``names``."""
     if len(names) == 1:
         key = names[0]
 
         @functools.wraps(original)
-        def wrapper(*args, **kwargs):
+        def wrapper_one(*args, **kwargs):  # the factories' hot path: no loop
             if kwargs:
                 value = kwargs.get(key)
                 if value is not None:
-                    new = npu_device_cached(value)
+                    new = _converted_device(api, value)
                     if new is not None:
                         kwargs[key] = new
-                        if value.__class__ is not int:
-                            hit = HITS.get((api, value, new))
-                            if hit is None:
-                                record(api, "device", value, new)
-                            else:
-                                hit.count += 1
             return original(*args, **kwargs)
 
-        return wrapper
+        return wrapper_one
 
     @functools.wraps(original)
-    def wrapper_many(*args, **kwargs):
+    def wrapper(*args, **kwargs):
         if kwargs:
             for key in names:
                 value = kwargs.get(key)
                 if value is not None:
-                    new = npu_device_cached(value)
+                    new = _converted_device(api, value)
                     if new is not None:
                         kwargs[key] = new
-                        if value.__class__ is not int:
-                            record(api, "device", value, new)
         return original(*args, **kwargs)
 
-    return wrapper_many
+    return wrapper
 
 
 def _first_arg_device(original, api: str, key: str = "device", index: int = 0, ints: bool = True):
     """Convert a device given positionally at ``index`` or as keyword ``key``."""
-    convert = npu_device_or_index if ints else npu_device
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
         if len(args) > index:
             value = args[index]
             if value is not None:
-                new = convert(value)
+                new = _converted_device(api, value, ints)
                 if new is not None:
                     args = args[:index] + (new,) + args[index + 1:]
-                    if value.__class__ is not int:
-                        record(api, "device", value, new)
         elif kwargs:
             value = kwargs.get(key)
             if value is not None:
-                new = convert(value)
+                new = _converted_device(api, value, ints)
                 if new is not None:
                     kwargs[key] = new
-                    if value.__class__ is not int:
-                        record(api, "device", value, new)
         return original(*args, **kwargs)
 
     return wrapper
@@ -357,23 +361,15 @@ def _to_wrapper(original_to, api: str):
             value = args[0]
             cls = value.__class__
             if cls is str or cls is device_cls or cls is int:
-                new = npu_device_cached(value)
+                new = _converted_device(api, value)
                 if new is not None:
                     args = (new,) + args[1:]
-                    if cls is not int:
-                        hit = HITS.get((api, value, new))
-                        if hit is None:
-                            record(api, "device", value, new)
-                        else:
-                            hit.count += 1
         if kwargs:
             value = kwargs.get("device")
             if value is not None:
-                new = npu_device_cached(value)
+                new = _converted_device(api, value)
                 if new is not None:
                     kwargs["device"] = new
-                    if value.__class__ is not int:
-                        record(api, "device", value, new)
         return original_to(self, *args, **kwargs)
 
     return to
@@ -711,24 +707,32 @@ def _warn_review(api: str, target_name: str, message: str) -> None:
                            TransplantAutoWarning, file, line, registry=registry)
 
 
+def _npu_arguments(args: tuple, kwargs: dict, positional: int) -> tuple[tuple, dict]:
+    """For redirected torch.cuda callables: CUDA devices (str / torch.device) among the first
+    ``positional`` arguments and in ``device=`` become NPU ones; ints stay (they are indices)."""
+    for index in range(min(positional, len(args))):
+        value = args[index]
+        if value.__class__ is str or value.__class__ is torch.device:
+            new = npu_device(value)
+            if new is not None:
+                args = args[:index] + (new,) + args[index + 1:]
+    if kwargs:
+        value = kwargs.get("device")
+        if value is not None and value.__class__ is not int:
+            new = npu_device(value)
+            if new is not None:
+                kwargs["device"] = new
+    return args, kwargs
+
+
 def _redirect_function(api: str, target, target_name: str, policy: CallerPolicy, rule: str, severity: str,
                        message: str = ""):
     review = severity == "review"
 
     @functools.wraps(target)
     def redirect(*args, **kwargs):
-        if args:
-            for index, value in enumerate(args):
-                if value.__class__ is str or value.__class__ is torch.device:
-                    new = npu_device(value)
-                    if new is not None:
-                        args = args[:index] + (new,) + args[index + 1:]
-        if kwargs:
-            value = kwargs.get("device")
-            if value is not None and value.__class__ is not int:
-                new = npu_device(value)
-                if new is not None:
-                    kwargs["device"] = new
+        if args or kwargs:
+            args, kwargs = _npu_arguments(args, kwargs, len(args))
         if not policy.is_internal(sys._getframe(1).f_globals.get("__name__", "")):
             record(api, "redirect", api, target_name, rule=rule, severity=severity)
             if review:
@@ -753,23 +757,18 @@ def _availability(api: str, real, npu, target_name: str, policy: CallerPolicy, r
 
 def _redirect_class(api: str, target: type, target_name: str, policy: CallerPolicy, rule: str, source=None,
                     severity: str = "safe", message: str = ""):
-    source_dtype = getattr(source, "dtype", None)
-    target_dtype = getattr(target, "dtype", None)
+    with warnings.catch_warnings():
+        # the legacy torch.cuda.XStorage classes warn "TypedStorage is deprecated" on any .dtype read
+        warnings.simplefilter("ignore")
+        source_dtype = getattr(source, "dtype", None)
+        target_dtype = getattr(target, "dtype", None)
     dtype_changes = isinstance(source_dtype, torch.dtype) and isinstance(target_dtype, torch.dtype) \
         and source_dtype != target_dtype
     review = severity == "review" and not dtype_changes
 
     def call(*args, **kwargs):
-        if kwargs:
-            value = kwargs.get("device")
-            if value is not None:
-                new = npu_device(value)
-                if new is not None:
-                    kwargs["device"] = new
-        if args and (args[0].__class__ is str or args[0].__class__ is torch.device):
-            new = npu_device(args[0])
-            if new is not None:
-                args = (new,) + args[1:]
+        if args or kwargs:
+            args, kwargs = _npu_arguments(args, kwargs, 1)
         if not policy.is_internal(sys._getframe(2).f_globals.get("__name__", "")):
             record(api, "redirect", api, target_name, depth=3, rule=rule,
                    severity="review" if dtype_changes else severity)
@@ -974,6 +973,40 @@ def _patch_data_and_profiler(p: Patcher) -> None:
            "torch.profiler.profile", "activities CUDA -> PrivateUse1 (NPU) or dropped")
 
 
+def _patch_lazy_parameters(p: Patcher) -> None:
+    """torch lists the Tensor methods an uninitialised (lazy) parameter accepts, by identity
+    (``UninitializedTensorMixin._allowed_methods``): the wrappers that replaced them join the list, so
+    ``LazyLinear(4).to('cuda')`` keeps working."""
+    mixin = torch.nn.parameter.UninitializedTensorMixin
+    allowed = list(mixin._allowed_methods)
+    names = {getattr(method, "__name__", None) for method in allowed}
+    extra = [getattr(torch.Tensor, label.rpartition(".")[2]) for label in list(p.patched)
+             if label.startswith("torch.Tensor.") and label.count(".") == 2 and label.rpartition(".")[2] in names]
+    extra = [method for method in extra if method not in allowed]
+    if extra:
+        p.set(mixin, "_allowed_methods", allowed + extra, "torch.nn.parameter.UninitializedTensorMixin._allowed_methods",
+              "+ the patched Tensor methods (to, cuda)")
+
+
+def _patch_profiler_kernel(p: Patcher) -> None:
+    """``torch.autograd.profiler_util.Kernel(name, 'cuda', duration)``: the kernel ran on the NPU."""
+    util = torch.autograd.profiler_util
+    kernel = getattr(util, "Kernel", None)
+    if kernel is None or not isinstance(kernel, type) or not issubclass(kernel, tuple):
+        return
+
+    def __new__(cls, name, device, duration):
+        new = npu_device(device) if device is not None else None
+        if new is not None:
+            record("torch.autograd.profiler_util.Kernel", "device", device, str(new))
+            device = str(new)
+        return kernel.__new__(cls, name, device, duration)
+
+    npu_kernel = type("Kernel", (kernel,), {"__new__": __new__, "__slots__": (), "__module__": kernel.__module__,
+                                            "__doc__": kernel.__doc__})
+    p.set(util, "Kernel", npu_kernel, "torch.autograd.profiler_util.Kernel", "device 'cuda' -> 'npu'")
+
+
 # --------------------------------------------------------------------------- install / uninstall
 
 def _import_torch_npu() -> None:
@@ -1006,6 +1039,8 @@ def install(config: Config | None = None) -> bool:
         _patch_cuda_namespace(p, policy, classification)
         _patch_distributed(p, policy)
         _patch_data_and_profiler(p)
+        _patch_profiler_kernel(p)
+        _patch_lazy_parameters(p)
     except BaseException:
         p.undo()
         STATE.patcher = None

@@ -35,7 +35,6 @@ import marshal
 import os
 import re
 import sys
-import sysconfig
 import threading
 import types
 from dataclasses import dataclass
@@ -77,11 +76,8 @@ class StaticEdit:
 # --------------------------------------------------------------------------- which files are the user's
 
 def _excluded_dirs() -> tuple[str, ...]:
-    dirs = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            dirs.add(os.path.realpath(path))
+    # The standard library, the interpreter's prefixes (venv site-packages live there) and transplant.
+    dirs = {os.path.realpath(os.path.dirname(os.__file__))}
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         dirs.add(os.path.realpath(prefix))
     dirs.add(os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # transplant/
@@ -112,10 +108,13 @@ class ProjectFiles:
         """True for a ``.py`` file under a project root and outside every library location."""
         if not path.endswith(".py"):
             return False
-        directory = os.path.dirname(os.path.realpath(path))
+        return self.contains_dir(os.path.dirname(path))
+
+    def contains_dir(self, directory: str) -> bool:
+        """True for a directory under a project root and outside every library location."""
         known = self._cache.get(directory)
         if known is None:
-            known = self._decide(directory)
+            known = self._decide(os.path.realpath(directory))
             self._cache[directory] = known
         return known
 
@@ -229,6 +228,8 @@ class Rewriter:
     def _write_cache(self, path: str, stat: os.stat_result, code, edits: tuple[StaticEdit, ...]) -> None:
         rows = tuple((e.rule, e.line, e.end_line, e.column, e.operation, e.message, e.severity, e.before, e.after)
                      for e in edits)
+        if sys.dont_write_bytecode:
+            return  # PYTHONDONTWRITEBYTECODE / -B: like Python's own cache, nothing is written
         target = Path(self.cache_path(path))
         try:
             from transplant.atomic import atomic_path
@@ -350,6 +351,13 @@ class ProjectFinder:
         self.files = files
 
     def find_spec(self, fullname, path=None, target=None):
+        # This runs for every import (torch alone imports ~1,500 modules): look only where project
+        # modules can be, and let the import system carry on when the name is not there.
+        search = sys.path if path is None else path
+        local = [entry for entry in search if isinstance(entry, str) and self.files.contains_dir(entry or ".")]
+        if not local or importlib.machinery.PathFinder.find_spec(fullname, local, target) is None:
+            return None
+        # Found under a project root: the full search decides (an earlier sys.path entry may shadow it).
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             return None

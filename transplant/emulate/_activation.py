@@ -85,7 +85,8 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
         strict.check_mode(strict_cuda)
         import torch
 
-        from transplant.emulate import _state, device_module, fixes, kernels, npu_amp, serialization, sharing, tensor
+        from transplant.emulate import (_state, device_module, fixes, kernels, npu_amp, serialization, sharing,
+                                        surface, tensor)
         from transplant.emulate import amp as amp_kernels
 
         current = torch._C._get_privateuse1_backend_name()
@@ -119,10 +120,17 @@ def activate(*, native: Optional[bool], strict_cuda: Optional[str], device_count
         torch._register_device_module(_state.DEVICE_TYPE, device_module)
         sys.modules["torch.npu.amp"] = npu_amp
         sys.modules["torch.npu._utils"] = device_module.utils
+        device_module.default_generators = tuple(_state.generator(i) for i in range(count))
+        # Every other public name of torch_npu 2.13's torch.npu: an emulation or a clear "not emulated".
+        surface.install(device_module, npu_amp)
         if not hasattr(torch.Tensor, "is_npu"):
             torch.utils.generate_methods_for_privateuse1_backend(
                 for_tensor=True, for_module=True, for_packed_sequence=True, for_storage=False
             )
+        # LazyModule.npu() / .to('npu'): the parameters stay lazy and materialise on the npu device.
+        tensor.install_lazy_parameter_moves()
+        if use_native:  # torch.Generator('npu') exists only with the native hooks
+            torch.Generator = device_module.Generator
         # 4. Kernels: factories, direct ops, RNN; then autocast; then checkpoints.
         kernels.register_device_kernels()
         amp_kernels.register()

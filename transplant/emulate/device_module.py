@@ -27,6 +27,9 @@ __all__ = [
     "set_rng_state_all", "empty_cache", "memory_allocated", "max_memory_allocated",
     "memory_reserved", "max_memory_reserved", "reset_peak_memory_stats", "reset_max_memory_allocated",
     "memory_stats", "mem_get_info", "memory_summary", "get_amp_supported_dtype",
+    "memory_stats_as_nested_dict", "memory_snapshot", "reset_accumulated_memory_stats", "reset_max_memory_cached",
+    "set_per_process_memory_fraction", "get_per_process_memory_fraction", "caching_allocator_alloc",
+    "caching_allocator_delete", "utilization", "default_generators", "StreamContext",
     "is_autocast_enabled", "set_autocast_enabled", "get_autocast_dtype", "set_autocast_dtype",
     "Stream", "Event", "current_stream", "default_stream", "stream", "set_stream",
     "set_compile_mode", "config", "amp", "utils", "FloatTensor", "DoubleTensor", "HalfTensor",
@@ -186,6 +189,9 @@ def is_bf16_supported(including_emulation: bool = True) -> bool:
 
 # --- RNG -------------------------------------------------------------------------------------
 
+# torch_npu's per-device default generators; filled at activation (one per emulated device).
+default_generators: tuple = ()
+
 
 def _generators(device: DeviceLike = None) -> List[torch.Generator]:
     if _state.rng_mode == "shared":
@@ -309,6 +315,141 @@ def memory_summary(device: DeviceLike = None, abbreviated: bool = False) -> str:
     return "Memory statistics are not tracked by the emulated NPU (transplant.emulate)."
 
 
+def memory_stats_as_nested_dict(device: DeviceLike = None) -> dict:
+    """Empty: memory is not tracked."""
+    return {}
+
+
+def memory_snapshot() -> list:
+    """No segments: the emulator has no caching allocator."""
+    return []
+
+
+def reset_accumulated_memory_stats(device: DeviceLike = None) -> None:
+    """No-op: memory is not tracked."""
+
+
+def reset_max_memory_cached(device: DeviceLike = None) -> None:
+    """No-op: memory is not tracked."""
+
+
+def host_memory_stats() -> dict:
+    """Empty: host (pinned) memory is not tracked."""
+    return {}
+
+
+def host_memory_stats_as_nested_dict() -> dict:
+    """Empty: host (pinned) memory is not tracked."""
+    return {}
+
+
+def reset_accumulated_host_memory_stats() -> None:
+    """No-op: host memory is not tracked."""
+
+
+def reset_peak_host_memory_stats() -> None:
+    """No-op: host memory is not tracked."""
+
+
+def host_empty_cache() -> None:
+    """No-op: there is no host caching allocator."""
+
+
+_memory_fractions: dict = {}
+
+
+def set_per_process_memory_fraction(fraction: float, device: DeviceLike = None) -> None:
+    """Remember the fraction (0..1, checked as torch_npu does); it limits nothing on the emulator."""
+    index = _index(device)
+    if not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"Invalid fraction value: {fraction}. Allowed range: 0~1")
+    _memory_fractions[index] = float(fraction)
+
+
+def get_per_process_memory_fraction(device: DeviceLike = None) -> float:
+    """The fraction last set for the device (1.0 by default)."""
+    return _memory_fractions.get(_index(device), 1.0)
+
+
+_allocations: dict = {}
+
+
+def caching_allocator_alloc(size: int, device: DeviceLike = None, stream: Any = None) -> int:
+    """Allocate ``size`` bytes on the device; returns the address (free it with caching_allocator_delete)."""
+    block = torch.empty(int(size), dtype=torch.uint8, device=torch.device(_state.DEVICE_TYPE, _index(device)))
+    pointer = block.data_ptr()
+    _allocations[pointer] = block
+    return pointer
+
+
+def caching_allocator_delete(mem_ptr: int) -> None:
+    """Free memory allocated with :func:`caching_allocator_alloc`."""
+    _allocations.pop(mem_ptr, None)
+
+
+def get_allocator_backend() -> str:
+    """``'native'``: the emulator's (CPU) allocator."""
+    return "native"
+
+
+def utilization(device: DeviceLike = None) -> int:
+    """0: the emulated device reports no load."""
+    _index(device)
+    return 0
+
+
+def ipc_collect() -> None:
+    """No-op: no inter-process memory to collect."""
+
+
+def can_device_access_peer(device: DeviceLike, peer_device: DeviceLike) -> bool:
+    """True: emulated devices share the host memory."""
+    _index(device)
+    _index(peer_device)
+    return True
+
+
+_sync_debug_mode = 0
+
+
+def set_sync_debug_mode(debug_mode: Union[int, str]) -> None:
+    """Stored only: emulated kernels are synchronous, so there is nothing to warn about."""
+    global _sync_debug_mode
+    names = {"default": 0, "warn": 1, "error": 2}
+    _sync_debug_mode = names[debug_mode] if isinstance(debug_mode, str) else int(debug_mode)
+
+
+def get_sync_debug_mode() -> int:
+    """The mode last set with :func:`set_sync_debug_mode`."""
+    return _sync_debug_mode
+
+
+def is_current_stream_capturing() -> bool:
+    """False: graph capture is not emulated."""
+    return False
+
+
+def _sleep(cycles: int) -> None:
+    """No-op (``torch.cuda._sleep`` spins the device for a number of cycles)."""
+
+
+def _record_memory_history(enabled: Any = "all", *args: Any, **kwargs: Any) -> None:
+    """Accepted: there is no allocator history to record, so snapshots stay empty."""
+
+
+def _snapshot(device: DeviceLike = None) -> dict:
+    """An empty allocator snapshot in torch's format."""
+    return {"segments": [], "device_traces": [], "allocator_settings": {}}
+
+
+def _dump_snapshot(filename: str = "dump_snapshot.pickle") -> None:
+    """Write :func:`_snapshot` to ``filename`` (pickle, like torch)."""
+    import pickle
+
+    with open(filename, "wb") as handle:
+        pickle.dump(_snapshot(), handle)
+
+
 # --- AMP --------------------------------------------------------------------------------------
 
 
@@ -416,6 +557,23 @@ def default_stream(device: DeviceLike = None) -> Stream:
     return Stream(_index(device))
 
 
+class StreamContext:
+    """Context manager selecting ``stream`` (None: no change)."""
+
+    def __init__(self, stream: Optional[Stream]) -> None:
+        self.stream = stream
+        self.previous: Optional[Stream] = None
+
+    def __enter__(self) -> None:
+        if self.stream is not None:
+            self.previous = current_stream(self.stream.device)
+            set_stream(self.stream)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.stream is not None and self.previous is not None:
+            set_stream(self.previous)
+
+
 def set_stream(stream: Stream) -> None:
     """Select ``stream`` as current for its device."""
     _current_streams[stream.device.index] = stream
@@ -491,3 +649,40 @@ ShortTensor = _legacy_type("ShortTensor", torch.int16)
 CharTensor = _legacy_type("CharTensor", torch.int8)
 ByteTensor = _legacy_type("ByteTensor", torch.uint8)
 BoolTensor = _legacy_type("BoolTensor", torch.bool)
+
+
+# --- torch.Generator('npu') -------------------------------------------------------------------
+
+
+class _GeneratorMeta(type(torch._C.Generator)):  # torch gives Generator its own metaclass
+    # torch.default_generator and generators torch creates in C++ are plain torch._C.Generator
+    # objects: they must stay instances of torch.Generator.
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, torch._C.Generator)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, torch._C.Generator)
+
+
+class Generator(torch._C.Generator, metaclass=_GeneratorMeta):
+    """``torch.Generator`` on the emulator: a generator made for an npu device says so in ``.device``.
+
+    Its state is a CPU generator's, because the emulated kernels draw on the CPU; torch checks the
+    C++ device (cpu), so it can be passed to any npu or cpu random op.
+    """
+
+    def __init__(self, device: DeviceLike = None) -> None:
+        requested = torch.device(device) if isinstance(device, (str, torch.device)) else None
+        if requested is not None and requested.type == _state.DEVICE_TYPE:
+            index = _state.current_index() if requested.index is None else requested.index
+            self._npu_device: Optional[torch.device] = torch.device(_state.DEVICE_TYPE, index)
+        else:
+            self._npu_device = None
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return self._npu_device or torch._C.Generator.device.__get__(self)
+
+
+Generator.__module__ = "torch"
+Generator.__qualname__ = "Generator"

@@ -14,7 +14,7 @@ subclass, either from ``torch.distributed`` (``all_gather_single``, ``reduce_sca
 from __future__ import annotations
 
 import datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -197,26 +197,13 @@ class ProcessGroupHCCL(dist.ProcessGroup):
         self, output: torch.Tensor, input: torch.Tensor, opts: Any = None
     ) -> dist.Work:
         opts = opts if opts is not None else dist.AllgatherOptions()
-        work = self._gloo._allgather_base(
-            _to_cpu(output, "_allgather_base"), _to_cpu(input, "_allgather_base"), opts
-        )
-        return self._finish(work, [output])
+        return self._one_tensor("_allgather_base", output, input, opts, self._finish)
 
     def all_gather_single_coalesced(
         self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None
     ) -> dist.Work:
         opts = opts if opts is not None else dist.AllgatherOptions()
-        works = [
-            self._gloo._allgather_base(
-                _to_cpu(out, "allgather_into_tensor_coalesced"),
-                _to_cpu(inp, "allgather_into_tensor_coalesced"),
-                opts,
-            )
-            for out, inp in zip(outputs, inputs)
-        ]
-        for work in works:
-            work.wait()
-        return _completed_work(list(outputs))
+        return self._per_pair("_allgather_base", "allgather_into_tensor_coalesced", outputs, inputs, opts)
 
     # The deprecated spelling is still looked up by the trampoline.
     allgather_into_tensor_coalesced = all_gather_single_coalesced
@@ -236,25 +223,31 @@ class ProcessGroupHCCL(dist.ProcessGroup):
         self, output: torch.Tensor, input: torch.Tensor, opts: Any = None
     ) -> dist.Work:
         opts = opts if opts is not None else dist.ReduceScatterOptions()
-        work = self._gloo._reduce_scatter_base(
-            _to_cpu(output, "_reduce_scatter_base"), _to_cpu(input, "_reduce_scatter_base"), opts
-        )
         # gloo's _reduce_scatter_base Work has no future in torch 2.13.
-        return self._finish_now(work, [output])
+        return self._one_tensor("_reduce_scatter_base", output, input, opts, self._finish_now)
 
     def reduce_scatter_single_coalesced(
         self, outputs: list[torch.Tensor], inputs: list[torch.Tensor], opts: Any = None
     ) -> dist.Work:
         opts = opts if opts is not None else dist.ReduceScatterOptions()
-        for out, inp in zip(outputs, inputs):
-            self._gloo._reduce_scatter_base(
-                _to_cpu(out, "reduce_scatter_tensor_coalesced"),
-                _to_cpu(inp, "reduce_scatter_tensor_coalesced"),
-                opts,
-            ).wait()
-        return _completed_work(list(outputs))
+        return self._per_pair("_reduce_scatter_base", "reduce_scatter_tensor_coalesced", outputs, inputs, opts)
 
     reduce_scatter_tensor_coalesced = reduce_scatter_single_coalesced
+
+    def _one_tensor(self, gloo_op: str, output: torch.Tensor, input: torch.Tensor, opts: Any,
+                    finish: Callable[[Any, list[torch.Tensor]], dist.Work]) -> dist.Work:
+        """A one-tensor collective (``gloo_op`` names the gloo method, and the op in error messages)."""
+        work = getattr(self._gloo, gloo_op)(_to_cpu(output, gloo_op), _to_cpu(input, gloo_op), opts)
+        return finish(work, [output])
+
+    def _per_pair(self, gloo_op: str, label: str, outputs: list[torch.Tensor], inputs: list[torch.Tensor],
+                  opts: Any) -> dist.Work:
+        """A coalesced tensor collective: gloo has only the one-tensor form, so it runs per (output,
+        input) pair, in the same order on every rank, each waited for before the next starts."""
+        run = getattr(self._gloo, gloo_op)
+        for out, inp in zip(outputs, inputs):
+            run(_to_cpu(out, label), _to_cpu(inp, label), opts).wait()
+        return _completed_work(list(outputs))
 
     def all_to_all_single(
         self,

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ["autocast", "GradScaler"]
+__all__ = ["autocast", "GradScaler", "custom_fwd", "custom_bwd"]
 
 
 class autocast(torch.amp.autocast_mode.autocast):
@@ -52,3 +52,8 @@ def custom_fwd(fwd: Optional[Any] = None, *, cast_inputs: Optional[torch.dtype] 
 def custom_bwd(bwd: Optional[Any] = None):
     """``torch.npu.amp.custom_bwd`` = ``torch.amp.custom_bwd(device_type='npu')``."""
     return torch.amp.custom_bwd(bwd, device_type="npu")
+
+
+def amp_definitely_not_available() -> bool:
+    """False: AMP works on the emulated NPU."""
+    return False

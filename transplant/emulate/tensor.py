@@ -483,3 +483,54 @@ def _swap_keeping_grad(self: torch.Tensor, alias: torch.Tensor) -> None:
 def install_data_property() -> None:
     """Let ``tensor.data = npu_tensor`` work on CPU tensor objects (once per process)."""
     torch.Tensor.data = property(_get_data, _set_data, doc=_base_data.__doc__)  # type: ignore[assignment]
+
+
+def _lazy_move_target(func: Any, args: tuple, kwargs: Optional[dict]) -> Optional[torch.device]:
+    """The npu device a ``.npu()`` / ``.to(npu)`` call moves an uninitialised parameter to, else None."""
+    name = getattr(func, "__name__", "")
+    if name not in ("npu", "to") or not args:
+        return None
+    kwargs = kwargs or {}
+    device = args[1] if len(args) > 1 else kwargs.get("device")
+    if name == "npu":
+        index = _state.current_index() if device is None else torch.device(_state.DEVICE_TYPE, device).index \
+            if isinstance(device, int) else torch.device(device).index
+        return torch.device(_state.DEVICE_TYPE, _state.current_index() if index is None else index)
+    if isinstance(device, (str, torch.device)):
+        device = torch.device(device)
+        if device.type == _state.DEVICE_TYPE:
+            return torch.device(_state.DEVICE_TYPE, _state.current_index() if device.index is None else device.index)
+    return None
+
+
+def install_lazy_parameter_moves() -> None:
+    """``LazyLinear(4).npu()`` / ``.to('npu')``: an uninitialised parameter stays uninitialised and
+    materialises on the npu device (an npu tensor is a wrapper subclass, which a lazy parameter cannot be)."""
+    mixin = torch.nn.parameter.UninitializedTensorMixin
+    original_function = mixin.__dict__["__torch_function__"].__func__
+    original_materialize = mixin.materialize
+
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        target = _lazy_move_target(func, args, kwargs)
+        if target is None:
+            return original_function(cls, func, types, args, kwargs)
+        source = args[0]
+        moved = cls(requires_grad=source.requires_grad, dtype=source.dtype)
+        # Module._apply keeps the original object (it assigns the result's data to it): mark both.
+        moved._transplant_device = source._transplant_device = target
+        return moved
+
+    def materialize(self, shape, device=None, dtype=None):
+        if device is None:
+            device = getattr(self, "_transplant_device", None)
+        if device is None or torch.device(device).type != _state.DEVICE_TYPE:
+            return original_materialize(self, shape, device=device, dtype=dtype)
+        data = torch.empty(shape, device=device, dtype=self.data.dtype if dtype is None else dtype)
+        # Become the plain Parameter/Buffer first: assigning npu data then turns the object into an
+        # npu tensor (see _set_data), which torch's own order (data, then class) would undo.
+        self.__class__ = self.cls_to_become
+        self.data = data
+
+    mixin.__torch_function__ = classmethod(__torch_function__)
+    materialize.__doc__ = original_materialize.__doc__
+    mixin.materialize = materialize
