@@ -72,7 +72,7 @@ def amp_insert_pass(module: cst.Module, ctx, rules: list) -> None:
         editor.commit(ctx, analysis)
         # Values computed under autocast written into float32 buffers by index need a cast (TP432).
         cast_index_writes(analysis, ctx, [(w.first, w.last) for w in editor.wraps],
-                          next((r for r in rules if r.data.get("role") == "index_write"), None))
+                          next((r for r in rules if r.role == "index_write"), None))
     findings.emit(ctx)
 
 

@@ -67,7 +67,7 @@ class _StmtPlan:
 @register_pass("to_ddp")
 def to_ddp_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point for the ``to_ddp`` rule kind (see :mod:`transplant.rewrite.passes`)."""
-    roles = {r.data.get("role"): r for r in rules}
+    roles = {r.role: r for r in rules}
     entry = ctx.options.get("entry")
     source = ctx.source_text
     if entry:

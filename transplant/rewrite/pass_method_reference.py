@@ -102,8 +102,8 @@ def method_reference_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point for the ``method_reference`` rule kind (see :mod:`transplant.rewrite.passes`)."""
     if not _MAYBE.search(ctx.source_text or module.code):
         return
-    rewrite = next((r for r in rules if r.data.get("role") != "undecided"), None)
-    undecided = next((r for r in rules if r.data.get("role") == "undecided"), None)
+    rewrite = next((r for r in rules if r.role != "undecided"), None)
+    undecided = next((r for r in rules if r.role == "undecided"), None)
     finder = _Finder(ctx)
     top = _Scope()
     finder.walk(module, top)

@@ -87,7 +87,7 @@ def _to_npu(updated: cst.CSTNode) -> cst.CSTNode:
 
 def value_rule(rules: list) -> Optional[object]:
     """The rule that rewrites ``torch.cuda`` used as a value (TP112), unless only its report rule is selected."""
-    return next((r for r in rules if getattr(r, "data", {}).get("role") != "report"), None)
+    return next((r for r in rules if getattr(r, "role", "") != "report"), None)
 
 
 @register_pass("module_alias")
@@ -110,7 +110,7 @@ def module_alias_pass(module: cst.Module, ctx, rules: list) -> None:
     if not finder.aliases:
         return
     index = NameIndex.of(ctx.ruleset)
-    report = next((r for r in rules if r.data.get("role") == "report"), None)
+    report = next((r for r in rules if r.role == "report"), None)
     npu_names = _npu_names()
     for node, dotted, stack in finder.uses:
         root, _, rest = dotted.partition(".")

@@ -50,7 +50,7 @@ _USE_ENV_IN_TEXT = re.compile(r"\s+--use[_-]env\b(?!=)")
 @register_pass("multi_npu")
 def multi_npu_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point for the ``multi_npu`` rule kind (see :mod:`transplant.rewrite.passes`)."""
-    roles = {r.data.get("role"): r for r in rules}
+    roles = {r.role: r for r in rules}
     analysis = c.Analysis(module, ctx.imports)
     planner = _Planner(module, ctx, analysis, roles)
     for call in analysis.calls:

@@ -114,8 +114,8 @@ class _Plan:
 @register_pass("profiler")
 def profiler_pass(module: cst.Module, ctx, rules: list) -> None:
     """Engine entry point for the ``profiler`` rule kind (see :mod:`transplant.rewrite.passes`)."""
-    migrate = next((r for r in rules if r.data.get("role") != "report"), None)
-    report = next((r for r in rules if r.data.get("role") == "report"), None)
+    migrate = next((r for r in rules if r.role != "report"), None)
+    report = next((r for r in rules if r.role == "report"), None)
     for node in iter_nodes(module):
         if not isinstance(node, cst.Call) or not isinstance(node.func, (cst.Name, cst.Attribute)):
             continue

@@ -92,7 +92,7 @@ class QualifiedNames:
         self._kept: set[str] = set()
         # the rule that rewrites ``torch.cuda`` used as a value (kind ``module_alias``), if selected
         self._module_value_rule: Optional[Rule] = next(
-            (r for r in ctx.ruleset if r.kind == "module_alias" and getattr(r, "data", {}).get("role") != "report"), None)
+            (r for r in ctx.ruleset if r.kind == "module_alias" and getattr(r, "role", "") != "report"), None)
 
     # ------------------------------------------------------------ uses
     def chain(self, node: Union[cst.Attribute, cst.Name], dotted: str, stack: Sequence[cst.CSTNode]) -> None:
