@@ -33,7 +33,7 @@ def test_runtime_change_log(case_run):
     with open(case_run.report, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
-    assert reader.fieldnames == ["File", "Start Line", "End Line", "Operation Type", "Message", "Column", "Rule",
+    assert reader.fieldnames == ["File", "Start Line", "End Line", "Operation Type", "Message", "Cell", "Column", "Rule",
                                  "Severity", "Before", "After", "Count"]
     by_message = {row["Message"].split(" ")[0].rstrip(":"): row for row in rows}
     available = by_message["torch.cuda.is_available"]
