@@ -57,13 +57,25 @@ def test_second_migration_changes_nothing(imagenet_migrated: Path, tmp_path: Pat
     assert (tmp_path / "again" / "main.py").read_bytes() == (IMAGENET / "expected_npu" / "main.py").read_bytes()
 
 
-def test_original_dies_on_an_eight_npu_host_in_auto_mode(tmp_path: Path) -> None:
-    """Why the rewrite exists: the original's default command, made to run on the NPU by auto mode,
-    reaches DataParallel over all 8 NPUs and stops (as on Ascend)."""
-    env = {"TRANSPLANT_NPU_COUNT": "8", "TRANSPLANT_AUTO": "1", "TRANSPLANT_AUTO_QUIET": "1"}
+def test_original_dies_on_an_eight_npu_host_with_runtime_patches_only(tmp_path: Path) -> None:
+    """Why the rewrite exists: the original's default command, made to run on the NPU by auto mode's
+    runtime patches alone, reaches DataParallel over all 8 NPUs and stops (as on Ascend)."""
+    env = {"TRANSPLANT_NPU_COUNT": "8", "TRANSPLANT_AUTO": "1", "TRANSPLANT_AUTO_QUIET": "1",
+           "TRANSPLANT_AUTO_REWRITE": "0"}
     run = transplant_run(["main.py", "--epochs", "1"], cwd=IMAGENET / "original", env=env, loss_log=tmp_path / "x")
     assert run.returncode != 0
     assert "DataParallel over 8 npu devices is not supported" in run.stderr, run.describe()
+
+
+def test_original_runs_on_an_eight_npu_host_in_auto_mode(tmp_path: Path) -> None:
+    """Auto mode's import-time rewrite applies the same DataParallel rule (TP145): one NPU, no crash."""
+    loss_log = tmp_path / "loss.jsonl"
+    env = {"TRANSPLANT_NPU_COUNT": "8", "TRANSPLANT_AUTO": "1", "TRANSPLANT_AUTO_QUIET": "1"}
+    run = transplant_run(["main.py", "--epochs", "1", "--loss-log", str(loss_log)], cwd=IMAGENET / "original",
+                         env=env, loss_log=loss_log)
+    assert run.returncode == 0, run.describe()
+    assert set(run.field("device")) == {"npu:0"}
+    assert_finite(run.losses)
 
 
 def test_runs_in_one_process_on_eight_npus(imagenet_migrated: Path, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_hook_blocks_cuda_code_until_acknowledged(repo: tuple[Path, dict[str, st
     pre_commit = [sys.executable, "-m", "pre_commit"]
     assert _run([*pre_commit, "install"], root, env).returncode == 0
 
-    (root / "train.py").write_text("import torch\nmodel = torch.nn.DataParallel(torch.nn.Linear(2, 2))\n")
+    (root / "train.py").write_text("import torch\nmodel = torch.nn.DataParallel(torch.nn.Linear(2, 2), device_ids=[0, 1])\n")
     _run(["git", "add", "train.py"], root, env)
     blocked = _run(["git", "commit", "-m", "add training"], root, env)
     assert blocked.returncode != 0
@@ -80,7 +80,7 @@ def test_hook_blocks_cuda_code_until_acknowledged(repo: tuple[Path, dict[str, st
     assert "scratch.py" not in output.split("transplant check", 1)[1]
 
     (root / "train.py").write_text("import torch\n"
-                                   "model = torch.nn.DataParallel(torch.nn.Linear(2, 2))  # transplant: ignore[TP5]\n")
+                                   "model = torch.nn.DataParallel(torch.nn.Linear(2, 2), device_ids=[0, 1])  # transplant: ignore[TP5]\n")
     _run(["git", "add", "train.py"], root, env)
     passed = _run(["git", "commit", "-m", "add training"], root, env)
     assert passed.returncode == 0, passed.stdout + passed.stderr

@@ -185,11 +185,22 @@ def verify(options: VerifyOptions, *, on_progress: Optional[Callable[[str], None
             results.append(result)
         original, migrated = results
         distributed_reference_failed = bool(options.nproc) and original.failed and not original.steps()
+        # Under torchrun a script that reads --local_rank from argparse (torch.distributed.launch style)
+        # never joins the process group: its ranks train alone, and their losses say nothing about DDP.
+        first, other = original.steps()[:1], migrated.steps()[:1]
+        not_distributed = bool(options.nproc) and options.nproc > 1 and not distributed_reference_failed and \
+            bool(first) and bool(other) and first[0].get("process_group", 0) != options.nproc and \
+            other[0].get("process_group", 0) == options.nproc  # only the migrated ranks formed a group
         comparison = compare(original, migrated, options.tolerance,
-                             distributed_reference_failed=distributed_reference_failed)
+                             distributed_reference_failed=distributed_reference_failed or not_distributed)
         if distributed_reference_failed:
             comparison.notes.append("the original cannot run distributed on the reference device here: "
                                     + original.error_line())
+        elif not_distributed:
+            comparison.notes.append(f"the original's {options.nproc} ranks never joined a process group under "
+                                    "torchrun (a torch.distributed.launch-style script reads --local_rank, which "
+                                    "torchrun does not pass): each trained alone, so only the migrated ranks' "
+                                    "agreement is checked")
         plot_path, plot_lines = _report.write_plot(report_dir, comparison, original, migrated, png=options.png)
         report_path = report_dir / _report.REPORT_NAME
         _report.write_json(report_path, comparison, original, migrated, _settings_record(options, script),

@@ -122,9 +122,18 @@ class _Recorder:
 def _process_facts() -> dict:
     import torch
 
+    group = 0  # the size of the process group the script really joined (0: none)
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            group = dist.get_world_size()
+    except Exception:  # a half-initialised backend must not break the recording
+        group = 0
     return {
         "rank": int(os.environ.get("RANK", "0")),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "process_group": group,
         "torch": torch.__version__,
         "pid": os.getpid(),
     }
