@@ -178,33 +178,29 @@ class ProjectIndex:
             return None
         return None
 
+    def absolute_in(self, module: Optional[str], dotted: str) -> str:
+        """``dotted`` as written inside ``module``, made absolute through that module's imports (relative
+        ones included) and its own top-level definitions; unchanged when neither binds its head."""
+        if module is None:
+            return dotted
+        head, _, rest = dotted.partition(".")
+        target = self.imports.get(module, {}).get(head)
+        if target is not None:
+            return f"{target}.{rest}" if rest else target
+        if head in self.defined.get(module, ()):
+            return f"{module}.{dotted}" if module else dotted
+        return dotted
+
     def resolve_in(self, module: Optional[str], dotted: Optional[str]) -> Optional[CallableSlots]:
-        """The project callable ``dotted`` names when written inside ``module`` (its imports, relative
-        ones included, and its own top-level definitions)."""
-        if not dotted:
-            return None
-        if module is not None:
-            head, _, rest = dotted.partition(".")
-            target = self.imports.get(module, {}).get(head)
-            if target is not None:
-                return self.resolve(f"{target}.{rest}" if rest else target)
-            if head in self.defined.get(module, ()):
-                return self.resolve(f"{module}.{dotted}" if module else dotted)
-        return self.resolve(dotted)
+        """The project callable ``dotted`` names when written inside ``module``."""
+        return self.resolve(self.absolute_in(module, dotted)) if dotted else None
 
     def undecided_in(self, module: Optional[str], dotted: Optional[str]) -> Optional[str]:
         """The project callable ``dotted`` names (as in :meth:`resolve_in`) when the index could not
         finish analysing it (a bound stopped it); None when it is settled or not a project callable."""
         if not dotted:
             return None
-        full = dotted
-        if module is not None:
-            head, _, rest = dotted.partition(".")
-            target = self.imports.get(module, {}).get(head)
-            if target is not None:
-                full = f"{target}.{rest}" if rest else target
-            elif head in self.defined.get(module, ()):
-                full = f"{module}.{dotted}" if module else dotted
+        full = self.absolute_in(module, dotted)
         for _hop in range(MAX_ALIAS_HOPS):
             found = self._split(full)
             if found is None:
@@ -224,14 +220,7 @@ class ProjectIndex:
         callables (``MODELS = {"mctn": MCTN, ...}``); any of them when ``key`` is not a literal."""
         if not dotted:
             return None
-        full = dotted
-        if module is not None:
-            head, _, rest = dotted.partition(".")
-            target = self.imports.get(module, {}).get(head)
-            if target is not None:
-                full = f"{target}.{rest}" if rest else target
-            elif head in self.defined.get(module, ()):
-                full = f"{module}.{dotted}" if module else dotted
+        full = self.absolute_in(module, dotted)
         table = None
         for _hop in range(MAX_ALIAS_HOPS):
             found = self._split(full)
