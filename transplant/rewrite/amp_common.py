@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 import libcst as cst
-import libcst.matchers as m
 
 from transplant.results import Operation
-from transplant.rewrite.names import FIELD_CACHE, ImportTable, node_fields
+from transplant.rewrite.names import FIELD_CACHE, ImportTable, iter_nodes, node_fields
 
 
 class Refused(Exception):
@@ -203,7 +202,7 @@ def is_pure_condition(node: cst.CSTNode) -> bool:
 
 
 def names_in(node: cst.CSTNode) -> set[str]:
-    return {n.value for n in m.findall(node, m.Name())}
+    return {n.value for n in iter_nodes(node) if isinstance(n, cst.Name)}
 
 
 def call_arg(call_node: cst.Call, position: int, keyword: str) -> Optional[cst.Arg]:
@@ -774,7 +773,7 @@ def is_consumed(analysis: Analysis, node: cst.CSTNode, consumed: set[int]) -> bo
 def catches_import_error(handler: cst.ExceptHandler) -> bool:
     if handler.type is None:
         return True
-    names = {n.value for n in m.findall(handler.type, m.Name())}
+    names = {n.value for n in iter_nodes(handler.type) if isinstance(n, cst.Name)}
     return bool(names) and names <= {"ImportError", "ModuleNotFoundError", "Exception"}
 
 
