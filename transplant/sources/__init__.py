@@ -14,97 +14,49 @@ byte for byte. Every front end returns the same :class:`~transplant.results.File
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import importlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from transplant.results import FileResult
 from transplant.rules import RuleSet
 
-Migrate = Callable[..., FileResult]  # (source, rel, ruleset, project_modules, flow=None)
-
 
 @dataclass(frozen=True)
 class FrontEnd:
-    """One reader of one kind of file."""
+    """One reader of one kind of file: ``transplant.sources.<module>`` with a ``matches(rel)`` function
+    and a ``migrate`` function ``(source, rel, ruleset, project_modules)`` (plus ``flow=`` when
+    ``takes_flow``: the cross-file facts, Python only). The module is imported only when a file asks
+    for it (libcst and bashlex are heavy)."""
 
     kind: str
-    matches: Callable[[str], bool]
-    migrate: Migrate
+    module: str
+    function: str
+    takes_flow: bool = False
 
+    def _module(self) -> Any:
+        return importlib.import_module(f"transplant.sources.{self.module}")
 
-def _python(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str], flow: Any = None) -> FileResult:
-    from transplant.sources.python import migrate_python
+    def matches(self, rel: str) -> bool:
+        return bool(self._module().matches(rel))
 
-    result = migrate_python(source, rel, ruleset, modules, flow=flow)
-    if rel.rsplit("/", 1)[-1] == "setup.py":  # also a dependency declaration: its rows join the file's
-        from transplant.sources.requirements import requirement_rows
-
-        result.unsupported = [*result.unsupported, *requirement_rows(source, rel, ruleset)]
-    return result
-
-
-def _requirements(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str], flow: Any = None) -> FileResult:
-    from transplant.sources.requirements import migrate_requirements
-
-    return migrate_requirements(source, rel, ruleset, modules)
-
-
-def _config(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str], flow: Any = None) -> FileResult:
-    from transplant.sources.config import migrate_config
-
-    return migrate_config(source, rel, ruleset, modules)
-
-
-def _is_config(rel: str) -> bool:
-    from transplant.sources.config import matches
-
-    return matches(rel)
-
-
-def _is_requirements(rel: str) -> bool:
-    from transplant.sources.requirements import matches
-
-    return matches(rel)
-
-
-def _shell(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str], flow: Any = None) -> FileResult:
-    from transplant.sources.shell import migrate_shell
-
-    return migrate_shell(source, rel, ruleset, modules)
-
-
-def _notebook(source: bytes, rel: str, ruleset: RuleSet, modules: Collection[str], flow: Any = None) -> FileResult:
-    from transplant.sources.notebook import migrate_notebook
-
-    return migrate_notebook(source, rel, ruleset, modules)
-
-
-def _is_notebook(rel: str) -> bool:
-    from transplant.sources.notebook import matches
-
-    return matches(rel)
-
-
-def _is_python(rel: str) -> bool:
-    from transplant.sources.python import matches
-
-    return matches(rel)
-
-
-def _is_shell(rel: str) -> bool:
-    from transplant.sources.shell import matches
-
-    return matches(rel)
+    def migrate(self, source: bytes, rel: str, ruleset: RuleSet, project_modules: Collection[str],
+                flow: Any = None) -> FileResult:
+        migrate = getattr(self._module(), self.function)
+        if self.takes_flow:
+            return migrate(source, rel, ruleset, project_modules, flow=flow)
+        return migrate(source, rel, ruleset, project_modules)
 
 
 FRONT_ENDS: list[FrontEnd] = [
-    FrontEnd("python", _is_python, _python),
-    FrontEnd("notebook", _is_notebook, _notebook),
-    FrontEnd("shell", _is_shell, _shell),
-    FrontEnd("requirements", _is_requirements, _requirements),
-    FrontEnd("config", _is_config, _config),
+    FrontEnd("python", "python", "migrate_python", takes_flow=True),
+    FrontEnd("notebook", "notebook", "migrate_notebook"),
+    FrontEnd("shell", "shell", "migrate_shell"),
+    FrontEnd("requirements", "requirements", "migrate_requirements"),
+    FrontEnd("config", "config", "migrate_config"),
 ]
+
 
 def source_rule_kinds() -> list[str]:
     """Every rule kind a non-Python front end handles (for the loader's unknown-kind check)."""

@@ -20,4 +20,9 @@ def migrate_python(source: bytes, rel: str, ruleset: RuleSet, project_modules: C
     the cross-file facts of this file (``transplant.project.index.ProjectIndex.flow_for``)."""
     from transplant.rewrite import rewrite_source
 
-    return rewrite_source(source, rel, ruleset, project_modules=project_modules, flow=flow)
+    result = rewrite_source(source, rel, ruleset, project_modules=project_modules, flow=flow)
+    if rel.rsplit("/", 1)[-1] == "setup.py":  # also a dependency declaration: its rows join the file's
+        from transplant.sources.requirements import requirement_rows
+
+        result.unsupported = [*result.unsupported, *requirement_rows(source, rel, ruleset)]
+    return result
